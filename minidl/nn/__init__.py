@@ -1,0 +1,2 @@
+"""``minidl.nn``: modules (layers with parameters), losses and initialisation."""
+from . import functional
