@@ -387,7 +387,7 @@ class Tensor:
         """``value`` where ``mask`` is true, else this tensor's values."""
         return E.where(mask, value, self)
 
-    # ------------------------------------------------------------------ comparisons (no gradient)
+    # ------------------------------------------------------------------ comparisons and integer math (no gradient)
     def _compare(self, other, op):
         other = other._array if isinstance(other, Tensor) else other
         return Tensor._from_array(op(self._array, other))
@@ -399,6 +399,10 @@ class Tensor:
     __gt__ = lambda self, other: self._compare(other, lambda a, b: a > b)
     __ge__ = lambda self, other: self._compare(other, lambda a, b: a >= b)
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+
+    __mod__ = lambda self, other: self._compare(other, lambda a, b: a % b)
+    __floordiv__ = lambda self, other: self._compare(other, lambda a, b: a // b)
+    remainder = __mod__
 
     def __invert__(self):
         if self.dtype != dtypes.bool_:

@@ -36,16 +36,23 @@ def broadcastable_shapes(min_dims=0, max_dims=4, min_side=1, max_side=5):
     ).map(lambda result: result.input_shapes)
 
 
-def float_arrays(shape, low=-3.0, high=3.0, away_from_zero=0.0, dtype=np.float64):
+def float_arrays(shape, low=-3.0, high=3.0, away_from_zero=0.0, unique=False, dtype=np.float64):
     """Float arrays of ``shape`` (a tuple or a strategy) with values in [low, high].
 
     ``away_from_zero`` > 0 keeps |value| >= it (for log, division, or kinks at 0).
+    ``unique=True`` draws distinct values (for max/min/sort, whose gradient is
+    undefined at ties).
     Values are spread out, not denormal, and never NaN or infinite.
     """
-    elements = st.floats(low, high, allow_nan=False, allow_infinity=False, width=64)
+    if unique:
+        # distinct values on a grid of 1/64 (exact in binary): ties and near-ties,
+        # where the gradient of max/min jumps, cannot occur within a gradcheck's eps
+        elements = st.integers(int(np.ceil(low * 64)), int(np.floor(high * 64))).map(lambda i: i / 64)
+    else:
+        elements = st.floats(low, high, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=64)
     if away_from_zero:
         elements = elements.filter(lambda v: abs(v) >= away_from_zero)
-    return hnp.arrays(dtype=dtype, shape=shape, elements=elements)
+    return hnp.arrays(dtype=dtype, shape=shape, elements=elements, unique=unique)
 
 
 def tensors(shape=None, min_dims=0, max_dims=4, min_side=1, max_side=5, requires_grad=True, device="cpu", **value_options):
