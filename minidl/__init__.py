@@ -19,7 +19,8 @@ from .ops.reduction import argmax, argmin, max, mean, min, std, sum, var
 from .ops.shape import cat, expand, flatten, permute, reshape, squeeze, stack, transpose, unsqueeze
 from .ops.linalg import matmul
 from .gradcheck import GradcheckError, gradcheck
-from . import nn
+from . import nn, optim
+from .serialization import load, save
 
 clip = clamp
 concatenate = cat

@@ -1,0 +1,21 @@
+"""Segmentation models built from ``minidl.nn``: SegNet (and SegNetSmall), FCN and U-Net."""
+from .fcn import FCN
+from .segnet import SegNet, SegNetSmall
+from .unet import UNet
+
+MODELS = {
+    "segnet": lambda num_classes: SegNet(num_classes, widths=(32, 64, 128), convs_per_stage=2),
+    "segnet_small": SegNetSmall,
+    "fcn": FCN,
+    "unet": UNet,
+}
+
+
+def build_model(name, num_classes):
+    """A model by its command-line name (``segnet``, ``segnet_small``, ``fcn``, ``unet``)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](num_classes)
+
+
+__all__ = ["FCN", "SegNet", "SegNetSmall", "UNet", "MODELS", "build_model"]

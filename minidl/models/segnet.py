@@ -1,0 +1,75 @@
+"""SegNet (Badrinarayanan, Kendall and Cipolla, 2015): an encoder-decoder that remembers where the maxima were.
+
+The encoder halves the resolution at each stage with max pooling and keeps
+the pooling *indices* -- for every window, which of its pixels was the max.
+The decoder upsamples with ``max_unpool2d``, putting each value back at the
+remembered position (zeros elsewhere), and convolutions fill in the rest.
+Boundaries come back sharp at almost no memory cost: an index per pooled
+pixel instead of the whole encoder feature map (as U-Net keeps).
+
+::
+
+    (N,3,H,W) -> [conv-bn-relu x k, pool] x stages -> [unpool, conv-bn-relu x k] x stages -> conv1x1 -> (N,classes,H,W)
+"""
+from .. import nn
+from .blocks import conv_bn_relu
+
+
+class SegNet(nn.Module):
+    """SegNet with configurable stage widths.
+
+    Args:
+        num_classes: output channels (23 for MSRC-v2).
+        in_channels: input channels (3 for RGB).
+        widths: channels of each encoder stage, e.g. (64, 128, 256, 512).
+        convs_per_stage: conv-bn-relu units per stage (2 in SegNetSmall).
+
+    Each decoder stage mirrors an encoder stage: unpool with that stage's
+    indices and size, ``convs_per_stage - 1`` units at the stage width, then one
+    unit down to the next (shallower) stage's width; the shallowest stays at its
+    width. Any input size works: unpooling restores odd sizes exactly.
+    Shapes: (N, in_channels, H, W) -> (N, num_classes, H, W).
+    """
+
+    def __init__(self, num_classes=23, in_channels=3, widths=(64, 128, 256, 512), convs_per_stage=2):
+        super().__init__()
+        if convs_per_stage < 1 or not widths:
+            raise ValueError(f"SegNet needs at least one stage and one conv per stage, got widths={widths}, convs_per_stage={convs_per_stage}")
+        self.encoders = nn.ModuleList()
+        channels = in_channels
+        for width in widths:
+            units = [conv_bn_relu(channels, width)] + [conv_bn_relu(width, width) for _ in range(convs_per_stage - 1)]
+            self.encoders.append(nn.Sequential(*units))
+            channels = width
+        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2, 2)
+        self.decoders = nn.ModuleList()
+        for i in reversed(range(len(widths))):
+            width, next_width = widths[i], widths[max(i - 1, 0)]
+            units = [conv_bn_relu(width, width) for _ in range(convs_per_stage - 1)] + [conv_bn_relu(width, next_width)]
+            self.decoders.append(nn.Sequential(*units))
+        self.classifier = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+
+    def forward(self, x):
+        remembered = []  # (indices, size before pooling) per stage, deepest last
+        for encoder in self.encoders:
+            x = encoder(x)
+            size = x.shape[-2:]
+            x, indices = self.pool(x)
+            remembered.append((indices, size))
+        for decoder in self.decoders:
+            indices, size = remembered.pop()
+            x = self.unpool(x, indices, output_size=size)
+            x = decoder(x)
+        return self.classifier(x)
+
+
+class SegNetSmall(SegNet):
+    """The benchmark network: SegNet with stages of 32, 64, 128 and 256 channels, 2 convs each.
+
+    2,356,791 parameters for 23 classes. ``benchmarks/`` builds the same
+    network in PyTorch to compare speed and losses step for step.
+    """
+
+    def __init__(self, num_classes=23, in_channels=3):
+        super().__init__(num_classes, in_channels, widths=(32, 64, 128, 256), convs_per_stage=2)
