@@ -38,16 +38,23 @@ def _count_dependencies(root: Function) -> dict:
     return dependencies
 
 
-def _accumulate_into_leaf(leaf, grad):
+def _accumulate_into_leaf(leaf, grad, handed_out):
+    """Add ``grad`` into ``leaf.grad``.
+
+    The first gradient is stored without a copy when it is a fresh array that
+    nothing else can see: writeable, owning its memory (not a view of another
+    array) and not already handed to another leaf in this backward. Otherwise
+    it is copied -- ``a + b`` hands the same array to both leaves, and an
+    in-place edit of one ``.grad`` must never change the other.
+    """
     from .._tensor import Tensor
 
     if grad.dtype != leaf._array.dtype:
         grad = grad.astype(leaf._array.dtype)
     if leaf.grad is None:
-        # A copy: one backward may hand the same array to several leaves
-        # (a + b passes grad to both); later in-place edits of one .grad must
-        # not change another.
-        leaf.grad = Tensor._from_array(grad.copy())
+        private = grad.base is None and getattr(grad.flags, "writeable", True) and id(grad) not in handed_out
+        handed_out.add(id(grad))
+        leaf.grad = Tensor._from_array(grad if private else grad.copy())
     else:
         leaf.grad = Tensor._from_array(leaf.grad._array + grad)
 
@@ -55,8 +62,9 @@ def _accumulate_into_leaf(leaf, grad):
 def run_backward(tensor, grad, retain_graph: bool = False):
     """Propagate ``grad`` (an array shaped like ``tensor``) back to every leaf."""
     root = tensor.grad_fn
+    handed_out = {id(grad)}  # the seed belongs to the caller: never store it uncopied
     if root is None:  # a leaf: its gradient is the seed itself
-        _accumulate_into_leaf(tensor, grad)
+        _accumulate_into_leaf(tensor, grad, handed_out)
         return
     dependencies = _count_dependencies(root)
     pending = {root: grad}
@@ -89,7 +97,7 @@ def run_backward(tensor, grad, retain_graph: bool = False):
             if isinstance(edge, Function):
                 _arrived(edge, input_grad, pending, dependencies, ready)
             else:
-                _accumulate_into_leaf(edge, input_grad)
+                _accumulate_into_leaf(edge, input_grad, handed_out)
 
 
 def _arrived(node, grad, pending, dependencies, ready):

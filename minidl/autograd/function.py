@@ -31,6 +31,8 @@ Conventions:
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import array_module, device_of
 from .grad_mode import is_grad_enabled
 
@@ -99,6 +101,8 @@ class Function:
         ctx.needs_input_grad = tuple(needs_input_grad)
         raw = cls.forward(ctx, *arrays)
         outputs = raw if isinstance(raw, tuple) else (raw,)
+        if isinstance(outputs[0], np.generic):  # NumPy turns 0-d results into scalars; keep arrays
+            outputs = (np.asarray(outputs[0]),) + outputs[1:]
 
         result = Tensor._from_array(outputs[0])
         if record:

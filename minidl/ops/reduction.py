@@ -5,6 +5,7 @@ axes: equally for sum and mean, to the winning element for max/min.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import namedtuple
 
 from ..autograd.function import Function
@@ -81,8 +82,12 @@ class Var(Function):
 
 
 def _quiet(xp):
-    """Division by zero in var of one element gives nan as in PyTorch, without a warning."""
-    return xp.errstate(divide="ignore", invalid="ignore")
+    """Division by zero in var of one element gives nan as in PyTorch, without a warning.
+
+    (CuPy never warns about floating-point errors and has no ``errstate``.)
+    """
+    errstate = getattr(xp, "errstate", None)
+    return errstate(divide="ignore", invalid="ignore") if errstate else contextlib.nullcontext()
 
 
 def _count(shape, axes):
