@@ -1,0 +1,89 @@
+"""The example's data pipeline: which dataset ``--data`` names, and its splits as ready-made arrays.
+
+Every split is resized once to ``--size`` (bilinear for images, nearest for
+masks), normalised with the training split's per-channel mean and std, and
+kept in memory as two arrays, so a training step only slices them:
+
+    images  float32 (N, 3, size, size), normalised
+    masks   int64   (N, size, size), class index per pixel, -1 = void
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from minidl.data import MSRC, CamVid, SyntheticScenes
+from minidl.data.transforms import resize_image, resize_nearest
+
+
+@dataclass
+class PreparedSplit:
+    images: np.ndarray
+    masks: np.ndarray
+    class_names: tuple
+    palette: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    split: str
+
+    def __len__(self):
+        return len(self.images)
+
+
+def describe_data(data):
+    """What ``--data`` names: {"kind": synthetic|msrc|camvid, "root": Path or None, "name": text}."""
+    if data == "synthetic":
+        return {"kind": "synthetic", "root": None, "name": "embedded synthetic scenes"}
+    kind, _, path = str(data).partition(":") if str(data).startswith(("msrc:", "camvid:")) else ("", "", str(data))
+    root = Path(path)
+    if not root.is_dir():
+        raise SystemExit(f"--data {data!r}: no such folder (use 'synthetic' or a dataset folder)")
+    if not kind:
+        if (root / "Images").is_dir() and (root / "GroundTruth").is_dir():
+            kind = "msrc"
+        elif (root / "trainannot").is_dir() or (root / "valannot").is_dir():
+            kind = "camvid"
+        else:
+            raise SystemExit(f"--data {data!r}: neither MSRC-v2 (Images/, GroundTruth/) nor CamVid "
+                             f"(train/, trainannot/, ...) layout")
+    return {"kind": kind, "root": root, "name": f"{'MSRC-v2' if kind == 'msrc' else 'CamVid'} at {root}"}
+
+
+def _raw_split(args, split):
+    """The dataset object for one split (uint8 images and int8 masks, decoded once)."""
+    info = describe_data(args.data)
+    if info["kind"] == "synthetic":
+        count = args.train_images if split == "train" else args.val_images
+        return SyntheticScenes(count, size=(args.size, args.size), seed=args.seed, split=split)
+    loader = MSRC if info["kind"] == "msrc" else CamVid
+    return loader(info["root"], split=split)
+
+
+def _stack_resized(dataset, size):
+    """All (image, mask) pairs resized to size x size: uint8 (N, size, size, 3) and int64 (N, size, size)."""
+    images = np.empty((len(dataset), size, size, 3), np.uint8)
+    masks = np.empty((len(dataset), size, size), np.int64)
+    for i, (image, mask) in enumerate(zip(dataset.images, dataset.masks)):
+        images[i] = resize_image(image, (size, size), layout="hwc") if image.shape[:2] != (size, size) else image
+        masks[i] = resize_nearest(mask, (size, size)) if mask.shape != (size, size) else mask
+    return images, masks
+
+
+def _prepare(dataset, size, mean, std, split):
+    images, masks = _stack_resized(dataset, size)
+    scaled = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    if mean is None:  # statistics of the training split, per channel
+        mean, std = scaled.mean(axis=(0, 2, 3)), scaled.std(axis=(0, 2, 3)) + 1e-6
+    normalised = (scaled - mean[None, :, None, None]) / std[None, :, None, None]
+    return PreparedSplit(normalised.astype(np.float32), masks, tuple(dataset.classes), np.asarray(dataset.palette),
+                         mean.astype(np.float32), std.astype(np.float32), split)
+
+
+def datasets_for(args, eval_split=None):
+    """(train, held-out) PreparedSplits; with ``eval_split`` the held-out one is that split."""
+    train = _prepare(_raw_split(args, "train"), args.size, None, None, "train")
+    held_out = eval_split or "val"
+    other = _prepare(_raw_split(args, held_out), args.size, train.mean, train.std, held_out)
+    return train, other

@@ -1,0 +1,304 @@
+"""Train a segmentation network with minidl.
+
+    python examples/train_segnet.py                                # embedded synthetic scenes, no download
+    python examples/train_segnet.py --data ../shared/data/msrc_v2  # MSRC-v2 in its own layout
+    python examples/train_segnet.py --eval-only --checkpoint runs/synthetic/checkpoint_best.npz --split val
+
+Writes into --out: metrics.json (final held-out pixel accuracy, mean IoU,
+per-class figures, per-epoch history), curves.png, predictions.png,
+checkpoint_last.npz and checkpoint_best.npz. --resume continues a run from a
+checkpoint and ends where the uninterrupted run would have.
+
+Reading order for a student: main() -> train_one_epoch() -> the model's
+forward (minidl/models) -> the layers (minidl/nn) -> the ops and their
+backward (minidl/nn/functional, minidl/ops) -> the engine (minidl/autograd).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+import minidl  # noqa: E402
+import minidl.nn.functional as F  # noqa: E402
+from minidl import optim  # noqa: E402
+from data_setup import datasets_for, describe_data  # noqa: E402  (examples/data_setup.py)
+from minidl.metrics import SegmentationMetrics  # noqa: E402
+from minidl.models import build_model  # noqa: E402
+from minidl.serialization import load, save  # noqa: E402
+from minidl.visualize import plot_curves, prediction_grid, to_uint8_image  # noqa: E402
+
+# Good defaults per dataset: what trains well within the stated budget on a 2-core CPU.
+DEFAULTS = {
+    "synthetic": dict(model="segnet", epochs=12, batch_size=8, lr=2e-3, optimizer="adam", size=64, weight_decay=1e-4),
+    "msrc": dict(model="segnet_small", epochs=40, batch_size=8, lr=1e-3, optimizer="adam", size=160, weight_decay=1e-4),
+    "camvid": dict(model="segnet_small", epochs=30, batch_size=8, lr=1e-3, optimizer="adam", size=240, weight_decay=1e-4),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Train (or evaluate) a minidl segmentation network.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", default="synthetic",
+                        help="'synthetic' (embedded, generated in memory) or the path of an MSRC-v2 folder "
+                             "(Images/, GroundTruth/, train.txt, val.txt)")
+    parser.add_argument("--model", choices=["segnet", "segnet_small", "fcn", "unet"],
+                        help="network to train (default: per dataset)")
+    parser.add_argument("--epochs", type=int, help="passes over the training split")
+    parser.add_argument("--batch-size", type=int, help="images per step")
+    parser.add_argument("--lr", type=float, help="learning rate (cosine-decayed to 0 over the run)")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], help="sgd uses momentum 0.9")
+    parser.add_argument("--weight-decay", type=float, help="L2 penalty (decoupled for adam: AdamW)")
+    parser.add_argument("--size", type=int, help="images are resized to size x size")
+    parser.add_argument("--train-images", type=int, default=400, help="synthetic only: training scenes")
+    parser.add_argument("--val-images", type=int, default=64, help="synthetic only: held-out scenes")
+    parser.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (needs CuPy)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds data order, augmentation and weights")
+    parser.add_argument("--out", help="output folder (default: runs/<dataset>)")
+    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue training from checkpoint_last.npz")
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on --split")
+    parser.add_argument("--checkpoint", help="checkpoint to evaluate with --eval-only")
+    parser.add_argument("--split", default="val", help="split to evaluate with --eval-only (val or test)")
+    parser.add_argument("--max-steps", type=int, help="stop each epoch after this many steps (for smoke tests)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, only the per-epoch lines")
+    args = parser.parse_args(argv)
+    kind = describe_data(args.data)["kind"]
+    for key, value in DEFAULTS[kind].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.kind = kind
+    args.out = Path(args.out or Path("runs") / kind)
+    return args
+
+
+# --------------------------------------------------------------------------- progress
+class Progress:
+    """A progress bar with loss, accuracy, images/s and time left: tqdm when installed, else plain lines."""
+
+    def __init__(self, total, description, quiet=False):
+        self.total, self.description, self.quiet = total, description, quiet
+        self.start = time.perf_counter()
+        self.bar = None
+        if not quiet:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=description, unit="step", leave=False, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def update(self, step, images, **figures):
+        elapsed = time.perf_counter() - self.start
+        rate = images / elapsed if elapsed else 0.0
+        left = elapsed / step * (self.total - step)
+        text = " ".join(f"{k}={v:.3f}" for k, v in figures.items()) + f" img/s={rate:.1f}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+            self.bar.update(1)
+        elif not self.quiet and (step == self.total or step % max(1, self.total // 5) == 0):
+            print(f"  {self.description} {step}/{self.total} {text} left={left:.0f}s", flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        return time.perf_counter() - self.start
+
+
+# --------------------------------------------------------------------------- training and evaluation
+def augment(images, masks, rng, flip):
+    """Random horizontal flips of whole batches' samples, image and mask together (aligned by construction)."""
+    if not flip:
+        return images, masks
+    chosen = rng.random(len(images)) < 0.5
+    images, masks = images.copy(), masks.copy()
+    images[chosen] = images[chosen, :, :, ::-1]
+    masks[chosen] = masks[chosen, :, ::-1]
+    return images, masks
+
+
+def batches(dataset, batch_size, rng=None):
+    """Yield (images (N,3,H,W) float32, masks (N,H,W) int64) NumPy batches; shuffled when ``rng`` is given."""
+    order = rng.permutation(len(dataset)) if rng is not None else np.arange(len(dataset))
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        if rng is not None and len(chosen) < batch_size and start:  # drop the ragged last training batch
+            return
+        yield dataset.images[chosen], dataset.masks[chosen]
+
+
+def train_one_epoch(model, dataset, optimizer, args, epoch):
+    model.train()
+    rng = np.random.default_rng([args.seed, epoch])  # per-epoch seed: a resumed run repeats this epoch exactly
+    minidl.manual_seed(args.seed * 1000 + epoch)
+    steps = len(dataset) // args.batch_size
+    if args.max_steps:
+        steps = min(steps, args.max_steps)
+    progress = Progress(steps, f"epoch {epoch + 1}/{args.epochs}", args.quiet)
+    total_loss = correct = counted = images_seen = 0
+    for step, (images, masks) in enumerate(batches(dataset, args.batch_size, rng), start=1):
+        if step > steps:
+            break
+        images, masks = augment(images, masks, rng, not args.no_flip)
+        x = minidl.tensor(images, device=args.device)
+        y = minidl.tensor(masks, device=args.device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, ignore_index=-1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+        predictions = logits.argmax(1)
+        valid = y >= 0
+        correct += int(((predictions == y) & valid).sum().item())
+        counted += int(valid.sum().item())
+        total_loss += loss.item() * len(images)
+        images_seen += len(images)
+        progress.update(step, images_seen, loss=total_loss / images_seen, acc=correct / max(counted, 1))
+    seconds = progress.close()
+    return {"train_loss": total_loss / max(images_seen, 1), "train_accuracy": correct / max(counted, 1),
+            "train_seconds": seconds, "images_per_second": images_seen / seconds}
+
+
+@minidl.no_grad()
+def evaluate(model, dataset, args, num_classes):
+    """Metrics over a whole split (confusion matrix accumulated over every batch), and the mean loss."""
+    model.eval()
+    metrics = SegmentationMetrics(num_classes)
+    total_loss = 0.0
+    for images, masks in batches(dataset, args.batch_size):
+        logits = model(minidl.tensor(images, device=args.device))
+        y = minidl.tensor(masks, device=args.device)
+        if (masks >= 0).any():
+            total_loss += F.cross_entropy(logits, y, ignore_index=-1, reduction="sum").item()
+        metrics.update(logits.argmax(1).cpu().numpy(), masks)
+    results = metrics.as_dict()
+    results["loss"] = total_loss / max(int((dataset.masks >= 0).sum()), 1)
+    return results
+
+
+@minidl.no_grad()
+def save_predictions(model, dataset, args, path, count=4):
+    model.eval()
+    images, masks = dataset.images[:count], dataset.masks[:count]
+    predictions = model(minidl.tensor(images, device=args.device)).argmax(1).cpu().numpy()
+    pictures = [to_uint8_image(image, dataset.mean, dataset.std) for image in images]
+    prediction_grid(pictures, list(masks), list(predictions), dataset.class_names, dataset.palette, path)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def make_optimizer(model, args):
+    if args.optimizer == "adam":
+        return optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    return optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+
+
+def config_of(args, train_set):
+    """What predict.py and --eval-only need to rebuild the model and its input pipeline."""
+    return {"model": args.model, "num_classes": len(train_set.class_names), "size": args.size,
+            "data": str(args.data), "kind": args.kind, "mean": list(map(float, train_set.mean)),
+            "std": list(map(float, train_set.std)), "class_names": list(train_set.class_names),
+            "palette": np.asarray(train_set.palette).tolist()}
+
+
+def save_checkpoint(path, model, optimizer, scheduler, epoch, history, config):
+    save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+          "epoch": epoch, "history": json.dumps(history), "config": json.dumps(config)}, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    minidl.manual_seed(args.seed)
+    if args.eval_only:
+        return run_evaluation_only(args)
+
+    started = time.perf_counter()
+    train_set, val_set = datasets_for(args)
+    num_classes = len(train_set.class_names)
+    model = build_model(args.model, num_classes).to(args.device)
+    optimizer = make_optimizer(model, args)
+    scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    history, first_epoch, best = [], 0, -1.0
+    if args.resume:
+        state = load(args.resume)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = json.loads(state["history"])
+        first_epoch = int(state["epoch"]) + 1
+        best = max((h["val_pixel_accuracy"] for h in history), default=-1.0)
+        print(f"resumed from {args.resume} after epoch {first_epoch}")
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"{args.model}: {parameters:,} parameters | data: {describe_data(args.data)['name']} "
+          f"({len(train_set)} train, {len(val_set)} val, {args.size}x{args.size}) | {args.optimizer} lr={args.lr} "
+          f"| {args.epochs} epochs of batch {args.batch_size} on {args.device}", flush=True)
+
+    config = config_of(args, train_set)
+    for epoch in range(first_epoch, args.epochs):
+        figures = train_one_epoch(model, train_set, optimizer, args, epoch)
+        scheduler.step()
+        val = evaluate(model, val_set, args, num_classes)
+        figures.update(epoch=epoch + 1, val_loss=val["loss"], val_pixel_accuracy=val["pixel_accuracy"],
+                       val_mean_iou=val["mean_iou"], lr=optimizer.param_groups[0]["lr"])
+        history.append(figures)
+        print(f"epoch {epoch + 1:3d}/{args.epochs} | train loss {figures['train_loss']:.4f} "
+              f"acc {figures['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['pixel_accuracy']:.3f} "
+              f"mIoU {val['mean_iou']:.3f} | {figures['images_per_second']:.1f} img/s, "
+              f"{figures['train_seconds']:.0f}s", flush=True)
+        save_checkpoint(args.out / "checkpoint_last.npz", model, optimizer, scheduler, epoch, history, config)
+        if val["pixel_accuracy"] > best:
+            best = val["pixel_accuracy"]
+            save_checkpoint(args.out / "checkpoint_best.npz", model, optimizer, scheduler, epoch, history, config)
+
+    final = evaluate(model, val_set, args, num_classes)
+    write_outputs(args, model, val_set, final, history, config, time.perf_counter() - started)
+    return final
+
+
+def write_outputs(args, model, dataset, results, history, config, seconds):
+    summary = {"pixel_accuracy": results["pixel_accuracy"], "mean_iou": results["mean_iou"],
+               "class_average_accuracy": results["class_accuracy"],
+               "per_class": {name: {"accuracy": acc, "iou": iou} for name, acc, iou in
+                             zip(dataset.class_names, results["per_class_accuracy"], results["per_class_iou"])},
+               "history": history, "config": config, "seconds": seconds, "split": getattr(dataset, "split", "val")}
+    (args.out / "metrics.json").write_text(json.dumps(summary, indent=2, default=_json_number))
+    if history:
+        plot_curves(history, args.out / "curves.png")
+    save_predictions(model, dataset, args, args.out / "predictions.png")
+    print(f"final {summary['split']}: pixel accuracy {results['pixel_accuracy']:.3f}, mean IoU {results['mean_iou']:.3f} "
+          f"| {seconds / 60:.1f} min | outputs in {args.out}/")
+
+
+def _json_number(value):
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def run_evaluation_only(args):
+    if not args.checkpoint:
+        raise SystemExit("--eval-only needs --checkpoint FILE")
+    state = load(args.checkpoint)
+    config = json.loads(state["config"])
+    args.model, args.size = config["model"], config["size"]
+    _, dataset = datasets_for(args, eval_split=args.split)
+    model = build_model(args.model, config["num_classes"]).to(args.device)
+    model.load_state_dict(state["model"])
+    started = time.perf_counter()
+    results = evaluate(model, dataset, args, config["num_classes"])
+    write_outputs(args, model, dataset, results, [], config, time.perf_counter() - started)
+    return results
+
+
+if __name__ == "__main__":
+    main()

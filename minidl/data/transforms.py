@@ -1,0 +1,249 @@
+"""Joint transforms for segmentation: each takes ``(image, mask)`` and returns ``(image, mask)``.
+
+A geometric change (crop, flip, resize) must move the image and its mask together, or the
+labels stop describing the pixels under them; that is why these transforms take both.
+
+Accepted inputs (NumPy arrays or minidl Tensors on the CPU):
+  image: (3, H, W) or (H, W, 3), float (values in [0, 1]) or uint8 (0..255);
+  mask:  (H, W) integers, -1 = void.
+The mask's (H, W) tells the image's layout apart, and every transform returns the layout
+and dtype it was given (Normalize returns float32, ToTensor CHW tensors).
+
+Randomness: each random transform owns a NumPy ``Generator``, made from ``seed`` (an int,
+None for fresh OS entropy, or a Generator to share one between transforms). The same seed
+and the same sequence of calls give the same crops and flips.
+
+Typical pipeline for training::
+
+    Compose([Resize((120, 160)), RandomCrop(96, pad_if_needed=True), RandomHorizontalFlip(),
+             Normalize(mean, std)])
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from ..creation import from_numpy
+from .palette import VOID
+
+
+def _as_array(value):
+    """A NumPy array from an array or a (CPU) minidl Tensor."""
+    return value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+
+def _unpack(name, image, mask):
+    """Arrays and the image layout, "chw" or "hwc", read off the mask's (H, W)."""
+    image, mask = _as_array(image), _as_array(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"{name}: expected a mask of shape (H, W), got {mask.shape}")
+    if image.ndim == 3 and image.shape[1:] == mask.shape and image.shape[0] in (1, 3):
+        return image, mask, "chw"
+    if image.ndim == 3 and image.shape[:2] == mask.shape:
+        return image, mask, "hwc"
+    raise ValueError(
+        f"{name}: image of shape {image.shape} does not match mask of shape {mask.shape}; "
+        "expected the image as (3, H, W) or (H, W, 3) with the mask's (H, W)"
+    )
+
+
+def _hw_axes(layout):
+    """The (row, column) axes of an image in ``layout``."""
+    return (1, 2) if layout == "chw" else (0, 1)
+
+
+def _pair_size(size, name):
+    """``int`` -> (size, size); ``(h, w)`` -> (h, w); both positive."""
+    h, w = (size, size) if np.isscalar(size) else tuple(size)
+    if int(h) <= 0 or int(w) <= 0:
+        raise ValueError(f"{name}: size must be positive, got {size!r}")
+    return int(h), int(w)
+
+
+class Compose:
+    """Apply transforms one after another: ``Compose([t1, t2])(image, mask) == t2(*t1(image, mask))``."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, image, mask):
+        for transform in self.transforms:
+            image, mask = transform(image, mask)
+        return image, mask
+
+    def __repr__(self):
+        return "Compose([" + ", ".join(repr(t) for t in self.transforms) + "])"
+
+
+class RandomHorizontalFlip:
+    """Mirror image and mask left-right with probability ``p``."""
+
+    def __init__(self, p=0.5, seed=None):
+        self.p = p
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, image, mask):
+        image, mask, layout = _unpack("RandomHorizontalFlip", image, mask)
+        if self.rng.random() < self.p:
+            # a reversed view; copy so later in-place changes can't reach the dataset's cache
+            image = np.flip(image, axis=_hw_axes(layout)[1]).copy()
+            mask = mask[:, ::-1].copy()
+        return image, mask
+
+    def __repr__(self):
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+class RandomCrop:
+    """A random (h, w) window of image and mask, at the same place in both.
+
+    size: int or (h, w).
+    pad_if_needed: when the input is smaller than the window, pad it first (evenly on both
+        sides): the image with ``fill``, the mask with void (-1), so padding never counts
+        in the loss or the metrics. Without it, a too-small input raises ValueError.
+    """
+
+    def __init__(self, size, pad_if_needed=False, fill=0.0, seed=None):
+        self.size = _pair_size(size, "RandomCrop")
+        self.pad_if_needed = pad_if_needed
+        self.fill = fill
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, image, mask):
+        image, mask, layout = _unpack("RandomCrop", image, mask)
+        (height, width), (crop_h, crop_w) = mask.shape, self.size
+        if height < crop_h or width < crop_w:
+            if not self.pad_if_needed:
+                raise ValueError(
+                    f"RandomCrop: crop size {self.size} is larger than the input ({height}, {width}); "
+                    "use pad_if_needed=True or Resize first"
+                )
+            image, mask = _pad_to(image, mask, layout, crop_h, crop_w, self.fill)
+            height, width = mask.shape
+        top = int(self.rng.integers(0, height - crop_h + 1))
+        left = int(self.rng.integers(0, width - crop_w + 1))
+        rows, cols = slice(top, top + crop_h), slice(left, left + crop_w)
+        image = image[:, rows, cols] if layout == "chw" else image[rows, cols]
+        return image.copy(), mask[rows, cols].copy()
+
+    def __repr__(self):
+        return f"RandomCrop(size={self.size}, pad_if_needed={self.pad_if_needed})"
+
+
+def _pad_to(image, mask, layout, min_h, min_w, fill):
+    """Pad image (with ``fill``) and mask (with void) to at least (min_h, min_w), evenly on both sides."""
+    extra_h, extra_w = max(min_h - mask.shape[0], 0), max(min_w - mask.shape[1], 0)
+    rows = (extra_h // 2, extra_h - extra_h // 2)
+    cols = (extra_w // 2, extra_w - extra_w // 2)
+    image_pad = [(0, 0), rows, cols] if layout == "chw" else [rows, cols, (0, 0)]
+    image = np.pad(image, image_pad, constant_values=np.asarray(fill).astype(image.dtype))
+    mask = np.pad(mask, [rows, cols], constant_values=VOID)
+    return image, mask
+
+
+class Resize:
+    """Resize image (bilinear, Pillow's, which also antialiases when shrinking) and mask (nearest).
+
+    size: (h, w), or an int: the shorter side becomes ``size`` and the aspect ratio is kept
+    (torchvision's rule). A mask is never interpolated: blending class 3 and class 7 does not
+    give a class in between, so each output pixel takes the label of the nearest input pixel.
+    """
+
+    def __init__(self, size):
+        self.size = size if np.isscalar(size) else _pair_size(size, "Resize")
+
+    def output_size(self, height, width):
+        if not np.isscalar(self.size):
+            return self.size
+        if height <= width:
+            return self.size, max(1, round(width * self.size / height))
+        return max(1, round(height * self.size / width)), self.size
+
+    def __call__(self, image, mask):
+        image, mask, layout = _unpack("Resize", image, mask)
+        out_h, out_w = self.output_size(*mask.shape)
+        if (out_h, out_w) == mask.shape:
+            return image, mask
+        return resize_image(image, (out_h, out_w), layout), resize_nearest(mask, (out_h, out_w))
+
+    def __repr__(self):
+        return f"Resize(size={self.size})"
+
+
+def resize_image(image, size, layout="chw"):
+    """Bilinear resize of a (3, H, W) or (H, W, 3) image to ``size`` = (h, w); dtype is kept."""
+    channel_axis = 0 if layout == "chw" else 2
+    out_h, out_w = size
+    channels = []
+    for channel in np.moveaxis(image, channel_axis, 0):
+        # Pillow's "F" mode holds one float32 channel, so floats keep their precision
+        resized = Image.fromarray(np.ascontiguousarray(channel, dtype=np.float32)).resize(
+            (out_w, out_h), Image.BILINEAR
+        )
+        channels.append(np.asarray(resized))
+    out = np.stack(channels, axis=channel_axis)
+    if image.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out.astype(image.dtype, copy=False)
+
+
+def resize_nearest(mask, size):
+    """Nearest-neighbour resize of an (H, W) array to ``size`` = (h, w), by index gathering.
+
+    Output pixel i covers input span [i * s, (i + 1) * s) with s = in / out; it takes the
+    input pixel under the span's centre, floor((i + 0.5) * s).
+    """
+    (in_h, in_w), (out_h, out_w) = mask.shape, size
+    rows = np.minimum(((np.arange(out_h) + 0.5) * (in_h / out_h)).astype(np.int64), in_h - 1)
+    cols = np.minimum(((np.arange(out_w) + 0.5) * (in_w / out_w)).astype(np.int64), in_w - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
+class Normalize:
+    """Per-channel ``(image - mean) / std``; the mask is untouched. Returns a float32 image.
+
+    A uint8 image is first scaled to [0, 1], so mean and std are always given for [0, 1] values
+    (as torchvision's ImageNet ``mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)``).
+    """
+
+    def __init__(self, mean, std):
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(-1)
+        if (self.std <= 0).any():
+            raise ValueError(f"Normalize: std must be positive, got {std!r}")
+
+    def __call__(self, image, mask):
+        image, mask, layout = _unpack("Normalize", image, mask)
+        image = _to_unit_float(image)
+        # broadcast (C,) over the channel axis: (C, 1, 1) for CHW, (C,) for HWC
+        shape = (-1, 1, 1) if layout == "chw" else (-1,)
+        return (image - self.mean.reshape(shape)) / self.std.reshape(shape), mask
+
+    def __repr__(self):
+        return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
+
+
+def _to_unit_float(image):
+    """float32 image; uint8 is scaled from 0..255 to [0, 1]."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) * np.float32(1 / 255)
+    return image.astype(np.float32, copy=False)
+
+
+class ToTensor:
+    """(image, mask) -> (float32 Tensor (3, H, W), int64 Tensor (H, W)), as torchvision's ToTensor.
+
+    HWC images become CHW, uint8 is scaled to [0, 1]. Put it last: the other transforms work on
+    NumPy arrays. (Datasets already give CHW float32 arrays, which the DataLoader's collate
+    turns into tensors; ToTensor is for using single items as tensors, e.g. ``model(x.unsqueeze(0))``.)
+    """
+
+    def __call__(self, image, mask):
+        image, mask, layout = _unpack("ToTensor", image, mask)
+        image = _to_unit_float(image)
+        if layout == "hwc":
+            image = image.transpose(2, 0, 1)
+        return from_numpy(np.ascontiguousarray(image)), from_numpy(mask.astype(np.int64, copy=False))
+
+    def __repr__(self):
+        return "ToTensor()"

@@ -1,0 +1,156 @@
+"""Joint transforms keep image and mask aligned, and are reproducible from their seeds."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import minidl
+from minidl.data import transforms as T
+
+
+def coordinate_pair(height, width, layout="hwc", dtype=np.float32):
+    """An image whose pixels encode their own coordinates, and a mask naming each source pixel.
+
+    image channel 0 = row + 1, channel 1 = column + 1, channel 2 = 1 (so 0 only appears as padding);
+    mask = row * width + column: every source pixel has its own label.
+    """
+    rows, cols = np.mgrid[0:height, 0:width]
+    image = np.stack([rows + 1, cols + 1, np.ones_like(rows)], axis=-1).astype(dtype)
+    if layout == "chw":
+        image = image.transpose(2, 0, 1).copy()
+    return image, (rows * width + cols).astype(np.int64)
+
+
+def as_hwc(image, mask):
+    image = np.asarray(image)
+    return image.transpose(1, 2, 0) if image.shape[1:] == np.asarray(mask).shape else image
+
+
+geometric_step = st.one_of(
+    st.builds(lambda s, p: ("crop", s, p), st.tuples(st.integers(1, 48), st.integers(1, 48)), st.integers(0, 2**16)),
+    st.builds(lambda p, s: ("flip", p, s), st.sampled_from([0.0, 0.5, 1.0]), st.integers(0, 2**16)),
+)
+
+
+@given(
+    height=st.integers(2, 40),
+    width=st.integers(2, 40),
+    layout=st.sampled_from(["hwc", "chw"]),
+    dtype=st.sampled_from([np.float32, np.uint8]),
+    resize=st.none() | st.tuples(st.integers(2, 48), st.integers(2, 48)),
+    steps=st.lists(geometric_step, max_size=4),
+    to_tensor=st.booleans(),
+)
+def test_any_chain_keeps_mask_aligned_with_image(height, width, layout, dtype, resize, steps, to_tensor):
+    image, mask = coordinate_pair(height, width, layout, dtype)
+    original = image.copy(), mask.copy()
+    chain = [T.Resize(resize)] if resize else []
+    for kind, a, b in steps:
+        chain.append(T.RandomCrop(a, pad_if_needed=True, seed=b) if kind == "crop" else T.RandomHorizontalFlip(a, seed=b))
+    if to_tensor:
+        chain.append(T.ToTensor())
+    out_image, out_mask = T.Compose(chain)(image, mask)
+    out_image, out_mask = as_hwc(out_image, out_mask), np.asarray(out_mask)
+    if to_tensor and dtype == np.uint8:
+        out_image = np.rint(out_image * 255)
+
+    # inputs untouched (a dataset's cache must survive its transforms)
+    np.testing.assert_array_equal(image, original[0])
+    np.testing.assert_array_equal(mask, original[1])
+    assert out_image.shape[:2] == out_mask.shape
+
+    padding = out_mask == -1
+    # padding is void in the mask and the fill value (0) in every channel of the image
+    np.testing.assert_array_equal(padding, np.all(out_image == 0, axis=-1))
+    source_row, source_col = np.divmod(out_mask[~padding], width)
+    seen_row, seen_col = out_image[~padding][:, 0] - 1, out_image[~padding][:, 1] - 1
+    if resize is None:  # crops and flips move pixels exactly
+        np.testing.assert_array_equal(seen_row, source_row)
+        np.testing.assert_array_equal(seen_col, source_col)
+    else:  # bilinear image vs nearest mask: within the interpolation kernel's reach
+        tol_row = 1.0 + max(1.0, height / resize[0]) / 2 + (dtype == np.uint8) * 0.5
+        tol_col = 1.0 + max(1.0, width / resize[1]) / 2 + (dtype == np.uint8) * 0.5
+        assert np.abs(seen_row - source_row).max(initial=0) <= tol_row
+        assert np.abs(seen_col - source_col).max(initial=0) <= tol_col
+
+
+def test_random_crop_pads_mask_with_void_and_image_with_fill():
+    image, mask = coordinate_pair(3, 4, "chw")
+    out_image, out_mask = T.RandomCrop((5, 6), pad_if_needed=True, fill=0.0, seed=0)(image, mask)
+    assert out_image.shape == (3, 5, 6) and out_mask.shape == (5, 6)
+    assert (out_mask == -1).sum() == 5 * 6 - 3 * 4
+    assert sorted(out_mask[out_mask >= 0].tolist()) == list(range(12))
+
+
+def test_random_crop_without_padding_rejects_small_inputs():
+    image, mask = coordinate_pair(3, 4)
+    with pytest.raises(ValueError, match=r"RandomCrop: crop size \(5, 5\) is larger than the input \(3, 4\)"):
+        T.RandomCrop(5)(image, mask)
+
+
+def test_random_transforms_repeat_with_the_same_seed_and_differ_with_another():
+    image, mask = coordinate_pair(20, 20)
+
+    def run(seed):
+        chain = T.Compose([T.RandomCrop(8, seed=seed), T.RandomHorizontalFlip(seed=seed + 1)])
+        return [chain(image, mask)[1] for _ in range(5)]
+
+    assert all(np.array_equal(a, b) for a, b in zip(run(3), run(3)))
+    assert not all(np.array_equal(a, b) for a, b in zip(run(3), run(4)))
+
+
+def test_a_shared_generator_can_drive_several_transforms():
+    rng = np.random.default_rng(0)
+    flip, crop = T.RandomHorizontalFlip(seed=rng), T.RandomCrop(4, seed=rng)
+    assert flip.rng is rng and crop.rng is rng
+
+
+def test_flip_probability_one_and_zero():
+    image, mask = coordinate_pair(2, 3, "chw")
+    flipped_image, flipped_mask = T.RandomHorizontalFlip(p=1.0)(image, mask)
+    np.testing.assert_array_equal(flipped_mask, mask[:, ::-1])
+    np.testing.assert_array_equal(flipped_image, image[:, :, ::-1])
+    same_image, same_mask = T.RandomHorizontalFlip(p=0.0)(image, mask)
+    np.testing.assert_array_equal(same_mask, mask)
+
+
+def test_resize_sizes_and_label_values():
+    image, mask = coordinate_pair(30, 60, "chw")
+    mask = mask % 5 - 1  # labels -1..3
+    out_image, out_mask = T.Resize((15, 20))(image, mask)
+    assert out_image.shape == (3, 15, 20) and out_image.dtype == np.float32
+    assert out_mask.shape == (15, 20) and out_mask.dtype == np.int64
+    assert set(np.unique(out_mask)) <= set(range(-1, 4))  # nearest never invents labels
+    # an int is the shorter side, aspect ratio kept (torchvision's rule)
+    assert T.Resize(10)(image, mask)[1].shape == (10, 20)
+    assert T.Resize(10)(image.transpose(0, 2, 1), mask.T)[1].shape == (20, 10)
+
+
+def test_resize_keeps_uint8_hwc_images_uint8():
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3)).astype(np.uint8)
+    out, _ = T.Resize((4, 4))(image, np.zeros((8, 8), np.int64))
+    assert out.shape == (4, 4, 3) and out.dtype == np.uint8
+
+
+def test_normalize_per_channel_in_both_layouts():
+    image, mask = np.ones((3, 2, 2), np.float32) * np.array([0.5, 0.25, 1.0], np.float32)[:, None, None], np.zeros((2, 2))
+    out, out_mask = T.Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 0.5))(image, mask)
+    np.testing.assert_allclose(out[:, 0, 0], [0.0, -1.0, 1.0])
+    out_hwc, _ = T.Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 0.5))(image.transpose(1, 2, 0), mask)
+    np.testing.assert_allclose(out_hwc[0, 0], [0.0, -1.0, 1.0])
+    out_uint8, _ = T.Normalize((0, 0, 0), (1, 1, 1))(np.full((2, 2, 3), 255, np.uint8), mask)
+    np.testing.assert_allclose(out_uint8, 1.0)
+    with pytest.raises(ValueError, match="std must be positive"):
+        T.Normalize((0,), (0,))
+
+
+def test_to_tensor_gives_chw_float32_and_int64_tensors():
+    image = np.full((4, 5, 3), 255, np.uint8)
+    x, y = T.ToTensor()(image, np.zeros((4, 5), np.int32))
+    assert isinstance(x, minidl.Tensor) and isinstance(y, minidl.Tensor)
+    assert x.shape == (3, 4, 5) and x.dtype == minidl.float32 and float(x.max().item()) == 1.0
+    assert y.shape == (4, 5) and y.dtype == minidl.int64
+
+
+def test_mismatched_image_and_mask_are_rejected_with_the_shapes():
+    with pytest.raises(ValueError, match=r"RandomHorizontalFlip: image of shape \(3, 4, 5\) does not match mask of shape \(4, 4\)"):
+        T.RandomHorizontalFlip()(np.zeros((3, 4, 5)), np.zeros((4, 4)))
