@@ -71,6 +71,7 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", help="checkpoint to evaluate with --eval-only")
     parser.add_argument("--split", default="val", help="split to evaluate with --eval-only (val or test)")
     parser.add_argument("--max-steps", type=int, help="stop each epoch after this many steps (for smoke tests)")
+    parser.add_argument("--stop-after", type=int, help="stop after this many epochs, as if interrupted (resume later)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the per-epoch lines")
     args = parser.parse_args(argv)
     kind = describe_data(args.data)["kind"]
@@ -260,6 +261,9 @@ def main(argv=None):
         if val["pixel_accuracy"] > best:
             best = val["pixel_accuracy"]
             save_checkpoint(args.out / "checkpoint_best.npz", model, optimizer, scheduler, epoch, history, config)
+        if args.stop_after and epoch + 1 - first_epoch >= args.stop_after:
+            print(f"stopping after {args.stop_after} epoch(s); continue with --resume {args.out / 'checkpoint_last.npz'}")
+            return val
 
     final = evaluate(model, val_set, args, num_classes)
     write_outputs(args, model, val_set, final, history, config, time.perf_counter() - started)
