@@ -19,3 +19,13 @@ def build_model(name, num_classes):
 
 
 __all__ = ["FCN", "SegNet", "SegNetSmall", "UNet", "MODELS", "build_model"]
+
+from .torchvision import (  # noqa: E402  torchvision-compatible models (pretrained weights load unchanged)
+    AlexNet, Backbone, FeatureStage, LRASPP, MobileNetV2, MobileNetV3, ResNet, alexnet, lraspp_mobilenet_v3_large,
+    mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, resnet18, resnet34,
+)
+
+__all__ += [
+    "AlexNet", "Backbone", "FeatureStage", "LRASPP", "MobileNetV2", "MobileNetV3", "ResNet", "alexnet",
+    "lraspp_mobilenet_v3_large", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "resnet18", "resnet34",
+]

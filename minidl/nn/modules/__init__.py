@@ -16,3 +16,6 @@ __all__ = [
     "MSELoss", "MaxPool2d", "MaxUnpool2d", "ModuleDict", "ModuleList", "ReLU", "Sequential", "Sigmoid",
     "Softmax", "Tanh", "Upsample",
 ]
+from .hard_activation import Hardsigmoid, Hardswish, ReLU6  # noqa: E402
+
+__all__ += ["Hardsigmoid", "Hardswish", "ReLU6"]
