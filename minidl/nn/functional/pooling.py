@@ -29,6 +29,7 @@ import numpy as np
 from ...autograd.function import Function
 from ...backend import array_module, scatter_add
 from .conv import ConvGeometry, _check_4d, _non_negative_pair, _pair, _positive_pair, crop_image, pad_image, window_slices
+from .upsampling import Resample2d, adaptive_average_map
 
 __all__ = ["max_pool2d", "max_unpool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
@@ -46,8 +47,7 @@ def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     """Check the arguments and describe the windows as a ConvGeometry (one group)."""
     _check_4d(x, op)
     kernel = _positive_pair(kernel_size, "kernel_size", op)
-    # PyTorch's default: stride = kernel_size (windows side by side, no overlap)
-    stride = kernel if stride is None or stride == [] or stride == () else _positive_pair(stride, "stride", op)
+    stride = _default_stride(stride, kernel, op)
     padding = _non_negative_pair(padding, "padding", op)
     dilation = _positive_pair(dilation, "dilation", op)
     if any(p > k // 2 for p, k in zip(padding, kernel)):
@@ -62,6 +62,13 @@ def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
             f"is smaller than the window {tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))}"
         )
     return ConvGeometry(kernel, stride, padding, dilation, 1, image, grid)
+
+
+def _default_stride(stride, kernel, op):
+    """PyTorch's default stride is the kernel size (windows side by side); None or () ask for it."""
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        return kernel
+    return _positive_pair(stride, "stride", op)
 
 
 def _padded_size(geometry):
@@ -141,32 +148,54 @@ def _window_starts(geometry, axis):
 def _max_over_windows(x, geometry):
     """x (N, C, H, W) -> (max (N, C, OH, OW), plane indices (N, C, OH, OW) int64).
 
-    A running maximum over the kh*kw window views, that also records where
-    the winner sits in its input plane (h * W + w, PyTorch's index).
+    A running maximum over the kh*kw window views, that also records which
+    kernel offset k = i*kw + j holds the winner; at the end k becomes the
+    winner's position in its input plane, h*W + w (PyTorch's index).
 
-    It starts from -inf with each window's first real element as the index
+    Each window starts from -inf with its first real element as the winner
     (PyTorch's starting point), and an offset takes over only when it is
-    strictly greater or NaN: so ties keep the first maximum in row-major
-    order, NaN propagates, and the -inf padding never wins -- exactly
-    PyTorch's choices, so indices are interchangeable.
+    strictly greater, or NaN: so ties keep the first maximum in row-major
+    order, NaN propagates, and the -inf padding never wins -- PyTorch's
+    choices exactly, so indices are interchangeable.
+
+    Speed tricks (each measured ~5-10x on 8x64x120x120):
+    - every window view is first copied into one contiguous buffer: NumPy's
+      loops run SIMD on contiguous data and element by element on strided views;
+    - the winner is updated without a masked write: offsets come in increasing
+      k, so a new winner always has the larger k and
+      ``winner = maximum(winner, take * k)`` does it branch-free (masked
+      copies, ``copyto(where=...)``, are slow on random masks);
+    - the winner is a uint8 (for kernels up to 16x16), not an int64 index.
     """
     xp = array_module(x)
     width, lowest = x.shape[3], _lowest(x.dtype)
+    (kh, kw), (dh, dw) = geometry.kernel, geometry.dilation
     (row_start, row_first), (col_start, col_first) = _window_starts(geometry, 0), _window_starts(geometry, 1)
-    (dh, dw) = geometry.dilation
     padded = pad_image(x, geometry.padding, lowest, size=_padded_size(geometry))
     shape = x.shape[:2] + geometry.grid
     best = xp.full(shape, lowest, dtype=x.dtype)
-    index = xp.empty(shape, dtype=np.int64)
-    index[...] = xp.asarray(np.add.outer(row_first * width, col_first))
-    corner = xp.asarray(np.add.outer(row_start * width, col_start))  # (OH, OW) plane position of offset (0, 0)
-    take = xp.empty(shape, dtype=bool)
-    for i, j, window in _windows(padded, geometry):
+    code = np.min_scalar_type(kh * kw - 1)
+    first_offset = np.add.outer(np.minimum((row_first - row_start) // dh, kh - 1) * kw, np.minimum((col_first - col_start) // dw, kw - 1))
+    winner = xp.empty(shape, dtype=code)
+    winner[...] = xp.asarray(first_offset.astype(code))
+    window, take = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=bool)
+    # NaN must win every comparison; one look at the whole input spares a test per offset when there is none
+    has_nan = x.dtype.kind == "f" and bool(xp.isnan(x).any())
+    for k, (_, _, view) in enumerate(_windows(padded, geometry)):
+        window[...] = view
         xp.greater(window, best, out=take)
-        if best.dtype.kind == "f":
+        if has_nan:
             take |= xp.isnan(window)
-        xp.copyto(best, window, where=take)
-        xp.copyto(index, corner + (i * dh * width + j * dw), where=take)
+        xp.maximum(best, window, out=best)  # the same values as "take the winners"; NaN propagates
+        xp.maximum(winner, xp.multiply(take, k, dtype=code), out=winner)
+    del padded, window, take
+    # offset k -> plane position: the window's corner (offset 0) plus the offset's shift i*dh*W + j*dw
+    shifts = xp.asarray(np.add.outer(np.arange(kh) * dh * width, np.arange(kw) * dw).ravel())
+    index = shifts[winner]
+    index += xp.asarray(np.add.outer(row_start * width, col_start))
+    real = _real_windows(geometry)
+    if real is not None:  # windows of padding only keep PyTorch's starting index, past the plane
+        index = xp.where(xp.asarray(real), index, xp.asarray(np.add.outer(row_first * width, col_first)))
     return best, index
 
 
@@ -263,7 +292,7 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
     if indices.dtype.kind not in "iu":
         raise TypeError(f"{op}: indices must be an integer tensor, got {indices.dtype}")
     kernel = _positive_pair(kernel_size, "kernel_size", op)
-    stride = kernel if stride is None else _positive_pair(stride, "stride", op)
+    stride = _default_stride(stride, kernel, op)
     padding = _non_negative_pair(padding, "padding", op)
     output_plane = _unpool_output_plane(op, x.shape, kernel, stride, padding, output_size)
     _check_index_range(op, indices, output_plane)
@@ -335,17 +364,6 @@ def _is_tiling(geometry):
     )
 
 
-def _tiles(x, geometry):
-    """Fast path view: x (N, C, H, W) -> (N, C, OH, kh, OW, kw) -- every window as two axes, no copy.
-
-    When windows tile the image, splitting each spatial axis into (window,
-    position in window) is a plain reshape (after dropping leftover rows).
-    """
-    (kh, kw), (oh, ow) = geometry.kernel, geometry.grid
-    n, c = x.shape[:2]
-    return x[:, :, : oh * kh, : ow * kw].reshape(n, c, oh, kh, ow, kw)
-
-
 def _sum_over_windows(x, geometry):
     """x (N, C, H, W) -> (N, C, OH, OW): the sum of each window (zero padding)."""
     padded = pad_image(x, geometry.padding, 0, size=_padded_size(geometry))
@@ -374,12 +392,8 @@ class AvgPool2d(Function):
 
     @staticmethod
     def forward(ctx, x, geometry, count_include_pad):
-        xp = array_module(x)
         ctx.geometry = geometry
-        if _is_tiling(geometry):
-            ctx.divisor = None
-            return _tiles(x, geometry).mean(axis=(3, 5), dtype=x.dtype)
-        ctx.divisor = _divisor(geometry, count_include_pad, xp, x.dtype)
+        ctx.divisor = _divisor(geometry, count_include_pad, array_module(x), x.dtype)
         total = _sum_over_windows(x, geometry)
         total /= ctx.divisor
         return total
@@ -387,13 +401,21 @@ class AvgPool2d(Function):
     @staticmethod
     def backward(ctx, grad):
         geometry = ctx.geometry
-        if ctx.divisor is None:
+        if _is_tiling(geometry):
             return _tiled_backward(grad, geometry), None, None
         return _spread_over_windows(grad / ctx.divisor, geometry), None, None
 
 
 def _tiled_backward(grad, geometry):
-    """Fast path backward: each (kh, kw) tile gets its dy / (kh*kw), broadcast into the tile view."""
+    """Fast path of the backward when windows tile the input (the usual 2x2, stride 2).
+
+    Each input element then sits in exactly one window and receives its
+    dy / (kh*kw): one broadcast copy of dy into the (N, C, OH, kh, OW, kw)
+    tile layout, which reshapes to (N, C, OH*kh, OW*kw) for free. (Measured:
+    33 ms against 52 ms for the general window loop at 8x64x120x120. The
+    forward keeps the window loop: a NumPy ``mean`` over the two small tile
+    axes was 3x slower than four strided adds.)
+    """
     xp = array_module(grad)
     (kh, kw), (oh, ow), (h, w) = geometry.kernel, geometry.grid, geometry.image
     n, c = grad.shape[:2]
@@ -431,8 +453,6 @@ def adaptive_avg_pool2d(x, output_size):
     (OW, W) averaging matrices. That is the separable resampling that
     ``interpolate`` uses, so this op is built on it.
     """
-    from .upsampling import Resample2d, adaptive_average_map
-
     op = "adaptive_avg_pool2d"
     _check_4d(x, op)
     if isinstance(output_size, (int, np.integer)) or output_size is None:
