@@ -3,6 +3,7 @@
     python examples/train_segnet.py                                # embedded synthetic scenes, no download
     python examples/train_segnet.py --data ../shared/data/msrc_v2  # MSRC-v2 in its own layout
     python examples/train_segnet.py --eval-only --checkpoint runs/synthetic/checkpoint_best.npz --split val
+    mpiexec -n 2 python examples/train_segnet.py --distributed     # data-parallel on 2 processes (needs mpi4py)
 
 Writes into --out: metrics.json (final held-out pixel accuracy, mean IoU,
 per-class figures, per-epoch history), curves.png, predictions.png,
@@ -28,18 +29,22 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 import minidl  # noqa: E402
+import minidl.distributed as dist  # noqa: E402  (--distributed; needs mpi4py only then)
 import minidl.nn.functional as F  # noqa: E402
 from minidl import optim  # noqa: E402
 from data_setup import datasets_for, describe_data  # noqa: E402  (examples/data_setup.py)
 from minidl.metrics import SegmentationMetrics  # noqa: E402
 from minidl.models import build_model  # noqa: E402
+from minidl.nn import SyncBatchNorm  # noqa: E402
+from minidl.nn.parallel import DistributedDataParallel  # noqa: E402
 from minidl.serialization import load, save  # noqa: E402
 from minidl.visualize import plot_curves, prediction_grid, to_uint8_image  # noqa: E402
 
 # Good defaults per dataset: what trains well within the stated budget on a 2-core CPU.
 DEFAULTS = {
     "synthetic": dict(model="segnet", epochs=12, batch_size=8, lr=2e-3, optimizer="adam", size=64, weight_decay=1e-4),
-    "msrc": dict(model="segnet_small", epochs=40, batch_size=8, lr=1e-3, optimizer="adam", size=160, weight_decay=1e-4),
+    "msrc": dict(model="segnet_small", epochs=40, batch_size=8, lr=1e-3, optimizer="adam", size=144, crop=128,
+                 weight_decay=1e-4),
     "camvid": dict(model="segnet_small", epochs=30, batch_size=8, lr=1e-3, optimizer="adam", size=240, weight_decay=1e-4),
 }
 
@@ -60,6 +65,8 @@ def parse_args(argv=None):
     parser.add_argument("--optimizer", choices=["sgd", "adam"], help="sgd uses momentum 0.9")
     parser.add_argument("--weight-decay", type=float, help="L2 penalty (decoupled for adam: AdamW)")
     parser.add_argument("--size", type=int, help="images are resized to size x size")
+    parser.add_argument("--crop", type=int, help="train on random crop x crop windows of the resized images "
+                                                 "(scale augmentation; evaluation uses whole images)")
     parser.add_argument("--train-images", type=int, default=400, help="synthetic only: training scenes")
     parser.add_argument("--val-images", type=int, default=64, help="synthetic only: held-out scenes")
     parser.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
@@ -73,14 +80,49 @@ def parse_args(argv=None):
     parser.add_argument("--max-steps", type=int, help="stop each epoch after this many steps (for smoke tests)")
     parser.add_argument("--stop-after", type=int, help="stop after this many epochs, as if interrupted (resume later)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the per-epoch lines")
+    parser.add_argument("--distributed", action="store_true",
+                        help="run as one rank of `mpiexec -n W ...`: each rank takes batch-size / W images of every "
+                             "step; rank 0 prints and writes the outputs")
     args = parser.parse_args(argv)
     kind = describe_data(args.data)["kind"]
     for key, value in DEFAULTS[kind].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.crop is not None and args.crop > args.size:
+        parser.error(f"--crop {args.crop} is larger than --size {args.size}")
     args.kind = kind
     args.out = Path(args.out or Path("runs") / kind)
+    args.rank, args.world = 0, 1  # one process; start_distributed() changes them under mpiexec
     return args
+
+
+# --------------------------------------------------------------------------- --distributed
+# `mpiexec -n W python examples/train_segnet.py --distributed` runs W copies of this script.
+# All draw the same shuffled batches of --batch-size images (same seeds); each trains on
+# its share of every batch -- items rank, rank + W, ... (DistributedSampler's split) --
+# and DistributedDataParallel averages the gradients, so the run follows the
+# one-process run (SyncBatchNorm makes BatchNorm see the whole batch too). Evaluation
+# splits each batch the same way and sums the confusion matrices. Rank 0 prints and writes.
+def start_distributed(args):
+    dist.init_process_group()
+    args.rank, args.world = dist.get_rank(), dist.get_world_size()
+    if args.batch_size % args.world:
+        raise SystemExit(f"--batch-size {args.batch_size} must be a multiple of the {args.world} ranks")
+    if args.device == "cuda":  # one GPU per rank of this machine, shared round-robin if there are fewer
+        gpus = minidl.backend.cupy_module().cuda.runtime.getDeviceCount()
+        args.device = f"cuda:{dist.get_local_rank() % gpus}"
+    if args.rank != 0:
+        args.quiet = True
+        sys.stdout = open(os.devnull, "w")  # only rank 0 prints (errors still reach stderr)
+
+
+def sum_over_ranks(*numbers):
+    """The sums of ``numbers`` over all ranks (the numbers themselves in one process)."""
+    if not dist.is_initialized():
+        return numbers
+    totals = np.array(numbers, dtype=np.float64)
+    dist.all_reduce(totals)
+    return tuple(totals.tolist())
 
 
 # --------------------------------------------------------------------------- progress
@@ -117,14 +159,23 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- training and evaluation
-def augment(images, masks, rng, flip):
-    """Random horizontal flips of whole batches' samples, image and mask together (aligned by construction)."""
-    if not flip:
-        return images, masks
-    chosen = rng.random(len(images)) < 0.5
-    images, masks = images.copy(), masks.copy()
-    images[chosen] = images[chosen, :, :, ::-1]
-    masks[chosen] = masks[chosen, :, ::-1]
+def augment(images, masks, rng, flip, crop=None):
+    """Random crops and horizontal flips, applied to image and mask with the same offsets (so they stay aligned).
+
+    images (N, 3, S, S), masks (N, S, S) -> (N, 3, crop, crop), (N, crop, crop). Cropping a
+    slightly larger resized image is a cheap scale augmentation: objects appear at
+    shifted positions and the net never sees the same framing twice.
+    """
+    if crop is not None and crop < images.shape[-1]:
+        top = rng.integers(0, images.shape[-2] - crop + 1, len(images))
+        left = rng.integers(0, images.shape[-1] - crop + 1, len(images))
+        images = np.stack([im[:, t : t + crop, l : l + crop] for im, t, l in zip(images, top, left)])
+        masks = np.stack([m[t : t + crop, l : l + crop] for m, t, l in zip(masks, top, left)])
+    if flip:
+        chosen = rng.random(len(images)) < 0.5
+        images, masks = images.copy(), masks.copy()
+        images[chosen] = images[chosen, :, :, ::-1]
+        masks[chosen] = masks[chosen, :, ::-1]
     return images, masks
 
 
@@ -150,11 +201,17 @@ def train_one_epoch(model, dataset, optimizer, args, epoch):
     for step, (images, masks) in enumerate(batches(dataset, args.batch_size, rng), start=1):
         if step > steps:
             break
-        images, masks = augment(images, masks, rng, not args.no_flip)
+        images, masks = augment(images, masks, rng, not args.no_flip, args.crop)
+        labelled = int((masks >= 0).sum())  # in the whole batch, before it is shared out
+        images, masks = images[args.rank :: args.world], masks[args.rank :: args.world]  # this rank's share
         x = minidl.tensor(images, device=args.device)
         y = minidl.tensor(masks, device=args.device)
         logits = model(x)
-        loss = F.cross_entropy(logits, y, ignore_index=-1)
+        if args.world > 1:  # the mean over the whole batch's labelled pixels (ranks' shares hold different
+            # numbers of them): DDP averages W such gradients, so scale this rank's sum by W / labelled
+            loss = F.cross_entropy(logits, y, ignore_index=-1, reduction="sum") * (args.world / max(labelled, 1))
+        else:
+            loss = F.cross_entropy(logits, y, ignore_index=-1)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -167,6 +224,7 @@ def train_one_epoch(model, dataset, optimizer, args, epoch):
         images_seen += len(images)
         progress.update(step, images_seen, loss=total_loss / images_seen, acc=correct / max(counted, 1))
     seconds = progress.close()
+    total_loss, correct, counted, images_seen = sum_over_ranks(total_loss, correct, counted, images_seen)
     return {"train_loss": total_loss / max(images_seen, 1), "train_accuracy": correct / max(counted, 1),
             "train_seconds": seconds, "images_per_second": images_seen / seconds}
 
@@ -178,11 +236,17 @@ def evaluate(model, dataset, args, num_classes):
     metrics = SegmentationMetrics(num_classes)
     total_loss = 0.0
     for images, masks in batches(dataset, args.batch_size):
+        images, masks = images[args.rank :: args.world], masks[args.rank :: args.world]  # this rank's share
+        if not len(images):  # a short last batch may leave this rank nothing
+            continue
         logits = model(minidl.tensor(images, device=args.device))
         y = minidl.tensor(masks, device=args.device)
         if (masks >= 0).any():
             total_loss += F.cross_entropy(logits, y, ignore_index=-1, reduction="sum").item()
         metrics.update(logits.argmax(1).cpu().numpy(), masks)
+    if args.world > 1:  # the whole split's counts: every rank's confusion matrix and loss summed
+        dist.all_reduce(metrics.confusion)
+        (total_loss,) = sum_over_ranks(total_loss)
     results = metrics.as_dict()
     results["loss"] = total_loss / max(int((dataset.masks >= 0).sum()), 1)
     return results
@@ -221,6 +285,8 @@ def main(argv=None):
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     minidl.manual_seed(args.seed)
+    if args.distributed:
+        start_distributed(args)
     if args.eval_only:
         return run_evaluation_only(args)
 
@@ -228,6 +294,10 @@ def main(argv=None):
     train_set, val_set = datasets_for(args)
     num_classes = len(train_set.class_names)
     model = build_model(args.model, num_classes).to(args.device)
+    trained = model  # what the training steps call
+    if args.distributed:  # BatchNorm statistics over all ranks' images; gradients averaged in backward
+        model = SyncBatchNorm.convert_sync_batchnorm(model)  # same parameter names: checkpoints unchanged
+        trained = DistributedDataParallel(model)
     optimizer = make_optimizer(model, args)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     history, first_epoch, best = [], 0, -1.0
@@ -242,12 +312,14 @@ def main(argv=None):
         print(f"resumed from {args.resume} after epoch {first_epoch}")
     parameters = sum(p.numel() for p in model.parameters())
     print(f"{args.model}: {parameters:,} parameters | data: {describe_data(args.data)['name']} "
-          f"({len(train_set)} train, {len(val_set)} val, {args.size}x{args.size}) | {args.optimizer} lr={args.lr} "
-          f"| {args.epochs} epochs of batch {args.batch_size} on {args.device}", flush=True)
+          f"({len(train_set)} train, {len(val_set)} val, {args.size}x{args.size}"
+          f"{f', random {args.crop}x{args.crop} crops' if args.crop else ''}) | {args.optimizer} lr={args.lr} "
+          f"| {args.epochs} epochs of batch {args.batch_size} on {args.device}"
+          + (f" ({args.world} ranks of {args.batch_size // args.world} images)" if args.distributed else ""), flush=True)
 
     config = config_of(args, train_set)
     for epoch in range(first_epoch, args.epochs):
-        figures = train_one_epoch(model, train_set, optimizer, args, epoch)
+        figures = train_one_epoch(trained, train_set, optimizer, args, epoch)
         scheduler.step()
         val = evaluate(model, val_set, args, num_classes)
         figures.update(epoch=epoch + 1, val_loss=val["loss"], val_pixel_accuracy=val["pixel_accuracy"],
@@ -257,10 +329,12 @@ def main(argv=None):
               f"acc {figures['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['pixel_accuracy']:.3f} "
               f"mIoU {val['mean_iou']:.3f} | {figures['images_per_second']:.1f} img/s, "
               f"{figures['train_seconds']:.0f}s", flush=True)
-        save_checkpoint(args.out / "checkpoint_last.npz", model, optimizer, scheduler, epoch, history, config)
+        if args.rank == 0:  # one rank writes files
+            save_checkpoint(args.out / "checkpoint_last.npz", model, optimizer, scheduler, epoch, history, config)
         if val["pixel_accuracy"] > best:
             best = val["pixel_accuracy"]
-            save_checkpoint(args.out / "checkpoint_best.npz", model, optimizer, scheduler, epoch, history, config)
+            if args.rank == 0:
+                save_checkpoint(args.out / "checkpoint_best.npz", model, optimizer, scheduler, epoch, history, config)
         if args.stop_after and epoch + 1 - first_epoch >= args.stop_after:
             print(f"stopping after {args.stop_after} epoch(s); continue with --resume {args.out / 'checkpoint_last.npz'}")
             return val
@@ -271,6 +345,8 @@ def main(argv=None):
 
 
 def write_outputs(args, model, dataset, results, history, config, seconds):
+    if args.rank != 0:  # one rank writes files
+        return
     summary = {"pixel_accuracy": results["pixel_accuracy"], "mean_iou": results["mean_iou"],
                "class_average_accuracy": results["class_accuracy"],
                "per_class": {name: {"accuracy": acc, "iou": iou} for name, acc, iou in
