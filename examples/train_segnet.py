@@ -57,8 +57,8 @@ def parse_args(argv=None):
     parser.add_argument("--data", default="synthetic",
                         help="'synthetic' (embedded, generated in memory) or the path of an MSRC-v2 folder "
                              "(Images/, GroundTruth/, train.txt, val.txt)")
-    parser.add_argument("--model", choices=["segnet", "segnet_small", "fcn", "unet"],
-                        help="network to train (default: per dataset)")
+    parser.add_argument("--model", choices=["segnet", "segnet_small", "fcn", "unet", "pixelwise"],
+                        help="network to train (default: per dataset); pixelwise = 1x1 convs only, the no-context control")
     parser.add_argument("--epochs", type=int, help="passes over the training split")
     parser.add_argument("--batch-size", type=int, help="images per step")
     parser.add_argument("--lr", type=float, help="learning rate (cosine-decayed to 0 over the run)")

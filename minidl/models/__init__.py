@@ -3,16 +3,30 @@ from .fcn import FCN
 from .segnet import SegNet, SegNetSmall
 from .unet import UNet
 
+def pixelwise(num_classes, in_channels=3, width=64):
+    """A per-pixel classifier: 1x1 convolutions only, so every pixel is classified from its own colour.
+
+    The control experiment for the synthetic scenes: it sees no neighbourhood
+    (receptive field 1x1), so whatever it cannot separate needs spatial context.
+    """
+    from .. import nn
+    from .blocks import conv_bn_relu
+
+    return nn.Sequential(conv_bn_relu(in_channels, width, kernel_size=1), conv_bn_relu(width, width, kernel_size=1),
+                         nn.Conv2d(width, num_classes, kernel_size=1))
+
+
 MODELS = {
     "segnet": lambda num_classes: SegNet(num_classes, widths=(32, 64, 128), convs_per_stage=2),
     "segnet_small": SegNetSmall,
     "fcn": FCN,
     "unet": UNet,
+    "pixelwise": pixelwise,
 }
 
 
 def build_model(name, num_classes):
-    """A model by its command-line name (``segnet``, ``segnet_small``, ``fcn``, ``unet``)."""
+    """A model by its command-line name (``segnet``, ``segnet_small``, ``fcn``, ``unet``, ``pixelwise``)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](num_classes)
