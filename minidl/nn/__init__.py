@@ -11,3 +11,6 @@ from .modules import __all__ as _layer_names
 from .parameter import Parameter
 
 __all__ = ["functional", "init", "Module", "Parameter", "IncompatibleKeys", "RemovableHandle", *_layer_names]
+from . import parallel  # noqa: E402  (DistributedDataParallel; mpi4py is imported only when it is used)
+
+__all__ += ["parallel"]

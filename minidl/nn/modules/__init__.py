@@ -19,3 +19,6 @@ __all__ = [
 from .hard_activation import Hardsigmoid, Hardswish, ReLU6  # noqa: E402
 
 __all__ += ["Hardsigmoid", "Hardswish", "ReLU6"]
+from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm  # noqa: E402
+
+__all__ += ["SyncBatchNorm", "convert_sync_batchnorm"]
