@@ -36,7 +36,7 @@ def axis_and_tensor(min_dims=1, **options):
 
 def _alternating(m, like):
     """A fixed bool pattern shaped like ``like``: a condition that no perturbation can flip."""
-    return m.arange(like.numel()).reshape(like.shape) % 2 == 0
+    return m.arange(like.numel(), device=like.device).reshape(like.shape) % 2 == 0
 
 
 OPS = {
@@ -83,7 +83,7 @@ OPS = {
     "unsqueeze_squeeze": (one(), lambda m, a: a.unsqueeze(0).unsqueeze(-1).squeeze(0)),
     "expand": (st.tuples(tensors((3, 1))), lambda m, a: a.expand(2, 3, 4)),
     "index_basic": (st.tuples(tensors(shapes(min_dims=2, max_dims=3, min_side=2, max_side=4))), lambda m, a: a[1:, ::2]),
-    "index_int_array": (st.tuples(tensors((4, 3))), lambda m, a: a[m.tensor([0, 2, 2, 3])]),
+    "index_int_array": (st.tuples(tensors((4, 3))), lambda m, a: a[m.tensor([0, 2, 2, 3], device=a.device)]),
     "index_mask": (st.tuples(tensors((4, 3))), lambda m, a: a[_alternating(m, a)]),
     "cat": (st.tuples(tensors((2, 3)), tensors((4, 3))), lambda m, a, b: m.cat([a, b * 2, a], 0)),
     "stack": (st.tuples(tensors((2, 3)), tensors((2, 3))), lambda m, a, b: m.stack([a, b], 1)),

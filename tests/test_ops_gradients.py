@@ -6,19 +6,20 @@ import minidl
 from tests.op_table import OPS
 
 
-def _check(op, args):
-    tensors = [a for a in args if isinstance(a, minidl.Tensor)]
+def _check(op, args, device):
+    tensors = [a.detach().to(device).requires_grad_() for a in args if isinstance(a, minidl.Tensor)]
     others = [a for a in args if not isinstance(a, minidl.Tensor)]
     assert minidl.gradcheck(lambda *ts: op(minidl, *ts, *others), tensors)
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
-def test_gradient_matches_finite_differences(name):
+def test_gradient_matches_finite_differences(name, device):
+    """On every device: the cuda cases run where CuPy and a GPU are present, and skip elsewhere."""
     strategy, op = OPS[name]
 
     @given(strategy)
     def check(args):
-        _check(op, args)
+        _check(op, args, device)
 
     check()
 
