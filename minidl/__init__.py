@@ -33,3 +33,4 @@ class cuda:  # noqa: N801  (mirrors torch.cuda.is_available)
 
 
 __version__ = "0.1.0"
+from .summary import summary, Summary
