@@ -24,7 +24,7 @@ import numpy as np
 from .. import backend, dtypes
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
-from .parameter import Parameter
+from .parameter import Parameter, zero_grads
 
 
 class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
@@ -337,13 +337,7 @@ class Module:
 
     def zero_grad(self, set_to_none=True):
         """Forget accumulated gradients: set ``.grad`` to None (default) or fill it with zeros."""
-        for param in self.parameters():
-            if param.grad is None:
-                continue
-            if set_to_none:
-                param.grad = None
-            else:
-                param.grad._array.fill(0)
+        zero_grads(self.parameters(), set_to_none)
 
     # ------------------------------------------------------------------ devices and dtypes
     def _apply_to_tensors(self, convert):

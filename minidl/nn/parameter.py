@@ -29,3 +29,18 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
+
+
+def zero_grads(params, set_to_none=True):
+    """Forget the gradients of ``params``: ``.grad = None`` (default) or fill them with zeros.
+
+    Shared by ``Module.zero_grad`` and ``Optimizer.zero_grad``. None frees the
+    memory and lets the next backward store its fresh array without a copy.
+    """
+    for param in params:
+        if param.grad is None:
+            continue
+        if set_to_none:
+            param.grad = None
+        else:
+            param.grad._array.fill(0)

@@ -22,6 +22,7 @@ import numpy as np
 from .. import backend, dtypes
 from .._tensor import Tensor
 from ..autograd.grad_mode import enable_grad, no_grad
+from ..nn.parameter import zero_grads
 
 
 class Optimizer:
@@ -70,14 +71,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none=True):
         """Forget gradients: ``.grad = None`` (default) or fill them with zeros."""
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if set_to_none:
-                    param.grad = None
-                else:
-                    param.grad._array.fill(0)
+        zero_grads((param for group in self.param_groups for param in group["params"]), set_to_none)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient; ``closure`` (optional) recomputes and returns the loss."""
