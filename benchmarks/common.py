@@ -73,7 +73,17 @@ def matmul_gflops(n=2048, repeats=5):
 
 
 def peak_rss_mb():
-    """Peak resident memory of this process so far, in MB (Linux reports KB)."""
+    """Peak resident memory of this process so far, in MB.
+
+    Reads VmHWM from /proc on Linux: ``getrusage``'s ru_maxrss survives exec, so
+    a benchmark subprocess would report its (larger) parent's peak instead of its own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
