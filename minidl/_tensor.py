@@ -177,13 +177,7 @@ class Tensor:
 
     def to(self, *args, dtype=None, device=None):
         """``to("cuda")``, ``to(minidl.float64)``, ``to(other_tensor)``, or both by keyword. Differentiable."""
-        for arg in args:
-            if isinstance(arg, Tensor):
-                dtype, device = arg.dtype, arg.device
-            elif isinstance(arg, (str, backend.Device)):
-                device = arg
-            else:
-                dtype = arg
+        dtype, device = parse_to_args(args, dtype, device)
         out = self
         if device is not None and backend.Device(device) != self.device:
             out = ToDevice.apply(out, backend.Device(device))
@@ -420,6 +414,19 @@ class Tensor:
 
     def any(self):
         return Tensor._from_array(backend.array_module(self._array).asarray(self._array.any()))
+
+
+def parse_to_args(args, dtype=None, device=None):
+    """``.to(...)``'s positional arguments -> (dtype, device): a Tensor gives both, a string or
+    Device is a device, anything else a dtype. Shared by ``Tensor.to`` and ``Module.to``."""
+    for arg in args:
+        if isinstance(arg, Tensor):
+            dtype, device = arg.dtype, arg.device
+        elif isinstance(arg, (str, backend.Device)):
+            device = arg
+        else:
+            dtype = arg
+    return dtype, device
 
 
 class ToDevice(Function):

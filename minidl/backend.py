@@ -192,18 +192,21 @@ def initial_seed():
 def random_uniform(shape, dtype, device="cpu"):
     """Uniform samples in [0, 1) of ``shape``."""
     gen = _random_state.generator(device)
-    if Device(device).type == "cpu":
-        return gen.random(shape, dtype=np.float64 if np.dtype(dtype) == np.float64 else np.float32).astype(dtype, copy=False)
+    draw = gen.random if Device(device).type == "cpu" else gen.random_sample  # NumPy's / CuPy's name
     with on_device(device):
-        return gen.random_sample(shape, dtype=np.float64 if np.dtype(dtype) == np.float64 else np.float32).astype(dtype, copy=False)
+        return draw(shape, dtype=_draw_dtype(dtype)).astype(dtype, copy=False)
+
+
+def _draw_dtype(dtype):
+    """Generators draw float32 or float64 only: float64 for float64, float32 for the rest."""
+    return np.float64 if np.dtype(dtype) == np.float64 else np.float32
 
 
 def random_normal(shape, dtype, device="cpu"):
     """Standard normal samples of ``shape``."""
     gen = _random_state.generator(device)
-    wide = np.float64 if np.dtype(dtype) == np.float64 else np.float32
     with on_device(device):
-        return gen.standard_normal(shape, dtype=wide).astype(dtype, copy=False)
+        return gen.standard_normal(shape, dtype=_draw_dtype(dtype)).astype(dtype, copy=False)
 
 
 def random_integers(low, high, shape, device="cpu"):

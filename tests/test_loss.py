@@ -162,6 +162,17 @@ def test_weight_gradient_is_not_implemented():
 
 
 # --------------------------------------------------------------------------- PyTorch parity
+def _assert_backward_matches(loss, loss_t, inputs, rng, dtype, tol):
+    """Backpropagate the same random upstream gradient through both losses; compare the
+    losses and each (minidl, torch) input pair's gradient."""
+    upstream = rng.normal(size=tuple(loss_t.shape)).astype(dtype)
+    loss.backward(minidl.tensor(upstream))
+    loss_t.backward(torch.tensor(upstream))
+    assert_close(loss, loss_t, rtol=tol, atol=tol)
+    for ours, theirs in inputs:
+        assert_close(ours.grad, theirs.grad, rtol=tol, atol=tol)
+
+
 def both(values, dtype, requires_grad=False):
     return minidl.tensor(values, dtype=dtype, requires_grad=requires_grad), torch.tensor(values, requires_grad=requires_grad)
 
@@ -179,11 +190,7 @@ def test_cross_entropy_matches_torch(shape, smoothing, reduction, dtype, tol):
     (t, tt), (w, wt) = both(target, None), both(weight, dtype)
     loss = F.cross_entropy(x, t, weight=w, ignore_index=-1, reduction=reduction, label_smoothing=smoothing)
     loss_t = torch.nn.functional.cross_entropy(xt, tt, weight=wt, ignore_index=-1, reduction=reduction, label_smoothing=smoothing)
-    upstream = rng.normal(size=tuple(loss_t.shape)).astype(dtype)
-    loss.backward(minidl.tensor(upstream))
-    loss_t.backward(torch.tensor(upstream))
-    assert_close(loss, loss_t, rtol=tol, atol=tol)
-    assert_close(x.grad, xt.grad, rtol=tol, atol=tol)
+    _assert_backward_matches(loss, loss_t, [(x, xt)], rng, dtype, tol)
 
 
 @needs_torch
@@ -198,11 +205,7 @@ def test_nll_loss_matches_torch(reduction, dtype, tol):
     x, xt = both(log_probs, dtype, requires_grad=True)
     loss = F.nll_loss(x, minidl.tensor(target), minidl.tensor(weight), ignore_index=-1, reduction=reduction)
     loss_t = torch.nn.functional.nll_loss(xt, torch.tensor(target), torch.tensor(weight), ignore_index=-1, reduction=reduction)
-    upstream = rng.normal(size=tuple(loss_t.shape)).astype(dtype)
-    loss.backward(minidl.tensor(upstream))
-    loss_t.backward(torch.tensor(upstream))
-    assert_close(loss, loss_t, rtol=tol, atol=tol)
-    assert_close(x.grad, xt.grad, rtol=tol, atol=tol)
+    _assert_backward_matches(loss, loss_t, [(x, xt)], rng, dtype, tol)
 
 
 @needs_torch
@@ -218,11 +221,7 @@ def test_bce_with_logits_matches_torch(weighted, reduction, dtype, tol):
         extra, extra_t = dict(weight=w, pos_weight=pw), dict(weight=wt, pos_weight=pwt)
     loss = F.binary_cross_entropy_with_logits(x, y, reduction=reduction, **extra)
     loss_t = torch.nn.functional.binary_cross_entropy_with_logits(xt, yt, reduction=reduction, **extra_t)
-    upstream = rng.normal(size=tuple(loss_t.shape)).astype(dtype)
-    loss.backward(minidl.tensor(upstream))
-    loss_t.backward(torch.tensor(upstream))
-    for ours, theirs in ((loss, loss_t), (x.grad, xt.grad), (y.grad, yt.grad)):
-        assert_close(ours, theirs, rtol=tol, atol=tol)
+    _assert_backward_matches(loss, loss_t, [(x, xt), (y, yt)], rng, dtype, tol)
 
 
 @needs_torch
@@ -232,11 +231,7 @@ def test_mse_loss_matches_torch(reduction, dtype, tol):
     rng = np.random.default_rng(7)
     (x, xt), (y, yt) = both(rng.normal(size=(3, 4, 2)).astype(dtype), dtype, True), both(rng.normal(size=(3, 4, 2)).astype(dtype), dtype, True)
     loss, loss_t = F.mse_loss(x, y, reduction), torch.nn.functional.mse_loss(xt, yt, reduction=reduction)
-    upstream = rng.normal(size=tuple(loss_t.shape)).astype(dtype)
-    loss.backward(minidl.tensor(upstream))
-    loss_t.backward(torch.tensor(upstream))
-    for ours, theirs in ((loss, loss_t), (x.grad, xt.grad), (y.grad, yt.grad)):
-        assert_close(ours, theirs, rtol=tol, atol=tol)
+    _assert_backward_matches(loss, loss_t, [(x, xt), (y, yt)], rng, dtype, tol)
 
 
 # --------------------------------------------------------------------------- bad inputs

@@ -24,12 +24,17 @@ _FREED_MESSAGE = (
 )
 
 
-def _count_dependencies(root: Function) -> dict:
-    dependencies = {root: 0}
-    stack = [root]
+def count_dependencies(roots, edges_of=lambda node: node.next_edges) -> dict:
+    """Every node reachable from ``roots`` and how many edges point at it.
+
+    ``edges_of(node)`` lists a node's outgoing edges (by default all of them);
+    the receptive-field walk in ``minidl.summary`` passes its own filter.
+    """
+    dependencies = {root: 0 for root in roots}
+    stack = list(roots)
     while stack:
         node = stack.pop()
-        for edge in node.next_edges:
+        for edge in edges_of(node):
             if isinstance(edge, Function):
                 if edge not in dependencies:
                     dependencies[edge] = 0
@@ -66,7 +71,7 @@ def run_backward(tensor, grad, retain_graph: bool = False):
     if root is None:  # a leaf: its gradient is the seed itself
         _accumulate_into_leaf(tensor, grad, handed_out)
         return
-    dependencies = _count_dependencies(root)
+    dependencies = count_dependencies([root])
     pending = {root: grad}
     ready = [root]
     while ready:

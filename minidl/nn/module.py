@@ -22,7 +22,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend, dtypes
-from .._tensor import Tensor
+from .._tensor import Tensor, parse_to_args
 from ..autograd.grad_mode import no_grad
 from .parameter import Parameter, zero_grads
 
@@ -361,13 +361,7 @@ class Module:
         A dtype applies to floating-point tensors only (``num_batches_tracked`` stays int64),
         as in PyTorch. Returns self.
         """
-        for arg in args:
-            if isinstance(arg, Tensor):
-                device, dtype = arg.device, arg.dtype
-            elif isinstance(arg, (str, backend.Device)):
-                device = arg
-            else:
-                dtype = arg
+        dtype, device = parse_to_args(args, dtype, device)
         if dtype is not None:
             dtype = dtypes.as_dtype(dtype)
             if not dtypes.is_floating(dtype):

@@ -47,6 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..autograd.engine import count_dependencies
 from ..autograd.function import Function
 from ..nn.functional.conv import Conv2d as ConvOp, ConvTranspose2d as ConvTransposeOp
 from ..nn.functional.pooling import AvgPool2d as AvgPoolOp, MaxPool2d as MaxPoolOp, MaxUnpool2d as MaxUnpoolOp
@@ -253,17 +254,7 @@ def edge_windows(node, hints):
 # =========================================================================== walking the graph
 def _consumers(roots, hints):
     """Every node reachable from ``roots`` along image edges, and how many image edges point at each."""
-    counts = {root: 0 for root in roots}
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        for edge, _ in edge_windows(node, hints):
-            if isinstance(edge, Function):
-                if edge not in counts:
-                    counts[edge] = 0
-                    stack.append(edge)
-                counts[edge] += 1
-    return counts
+    return count_dependencies(roots, lambda node: [edge for edge, _ in edge_windows(node, hints)])
 
 
 def input_windows(root, source, pixels, hints=None, clip=True):
