@@ -7,10 +7,10 @@ import minidl.nn.functional as F
 from minidl import optim
 from minidl.data import SyntheticScenes
 from minidl.data.transforms import ToTensor
-from minidl.models import FCN, SegNet, SegNetSmall, UNet, build_model
+from minidl.models import FCN, SegNet, SegNetBasic, SegNetSmall, UNet, build_model
 
 
-@pytest.mark.parametrize("name", ["segnet", "segnet_small", "fcn", "unet"])
+@pytest.mark.parametrize("name", ["segnet", "segnet_small", "segnet_basic", "fcn", "unet"])
 @pytest.mark.parametrize("size", [(16, 16), (17, 23), (19, 30)])
 def test_output_has_the_input_size_and_one_channel_per_class(name, size):
     model = build_model(name, 5)
@@ -21,6 +21,23 @@ def test_output_has_the_input_size_and_one_channel_per_class(name, size):
 
 def test_segnet_small_has_the_stated_parameter_count():
     assert sum(p.numel() for p in SegNetSmall(23).parameters()) == 2_356_791
+
+
+def test_segnet_basic_is_the_authors_network():
+    """4 x (7x7 conv 64 + BN + ReLU + pool with indices), 4 x (unpool + 7x7 conv 64 + BN, no ReLU), 1x1 classifier."""
+    model = SegNetBasic(11)
+    conv7 = lambda c_in: c_in * 64 * 7 * 7 + 64  # noqa: E731  weights + bias
+    batch_norm = 2 * 64                            # weight and bias (running statistics are buffers)
+    encoder = conv7(3) + 3 * conv7(64) + 4 * batch_norm
+    decoder = 4 * conv7(64) + 4 * batch_norm
+    classifier = 64 * 11 + 11
+    assert sum(p.numel() for p in model.parameters()) == encoder + decoder + classifier == 1_416_587
+    assert all(isinstance(stage[0][2], minidl.nn.ReLU) for stage in model.encoders)
+    assert all(len(stage[0]) == 2 for stage in model.decoders)  # conv, BN: no ReLU in the decoder
+    assert model.encoders[0][0][0].kernel_size == (7, 7) and model.encoders[0][0][0].padding == (3, 3)
+    with minidl.no_grad():
+        out = model.eval()(minidl.randn(1, 3, 45, 37))  # odd sizes at every level: unpooling restores them
+    assert out.shape == (1, 11, 45, 37)
 
 
 def test_unet_with_bilinear_upsampling():

@@ -317,12 +317,18 @@ class Module:
         return self
 
     # ------------------------------------------------------------------ modes and gradients
+    # A module frozen by ``nn.freeze`` (its BatchNorm layers) sets this on itself: train() leaves it in eval mode.
+    _stays_in_eval = False
+
     def train(self, mode=True):
-        """Set training mode (dropout active, BatchNorm uses batch statistics) here and below."""
+        """Set training mode (dropout active, BatchNorm uses batch statistics) here and below.
+
+        Modules marked by ``nn.freeze`` (the BatchNorm layers of a frozen part) stay in eval mode.
+        """
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
         for module in self.modules():
-            object.__setattr__(module, "training", mode)
+            object.__setattr__(module, "training", mode and not module._stays_in_eval)
         return self
 
     def eval(self):

@@ -26,7 +26,11 @@ from .mobilenetv2 import MobileNetV2, mobilenet_v2
 from .mobilenetv3 import MobileNetV3, mobilenet_v3_large, mobilenet_v3_small
 from .resnet import ResNet, resnet18, resnet34
 
+# What torchvision's pretrained models expect: RGB in [0, 1], then (x - mean) / std per channel.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 __all__ = [
-    "AlexNet", "Backbone", "FeatureStage", "LRASPP", "MobileNetV2", "MobileNetV3", "ResNet", "alexnet",
+    "IMAGENET_MEAN", "IMAGENET_STD", "AlexNet", "Backbone", "FeatureStage", "LRASPP", "MobileNetV2", "MobileNetV3", "ResNet", "alexnet",
     "lraspp_mobilenet_v3_large", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "resnet18", "resnet34",
 ]

@@ -138,6 +138,7 @@ class SyncBatchNorm(_BatchNorm):
                 converted.register_parameter(name, getattr(module, name))
             for name in ("running_mean", "running_var", "num_batches_tracked"):
                 converted.register_buffer(name, getattr(module, name))
+            converted._stays_in_eval = module._stays_in_eval  # a frozen layer stays frozen (nn.freeze)
             converted.train(module.training)
         for name, child in module.named_children():
             converted.add_module(name, cls.convert_sync_batchnorm(child, process_group))
