@@ -19,6 +19,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minidl  # noqa: E402
+from data_setup import size_hw  # noqa: E402  (examples/data_setup.py)
+from model_setup import segmentation_logits  # noqa: E402  (examples/model_setup.py)
 from minidl.data.transforms import resize_image, resize_nearest  # noqa: E402
 from minidl.models import build_model  # noqa: E402
 from minidl.visualize import colourise, overlay  # noqa: E402
@@ -42,12 +44,11 @@ def main(argv=None):
         photo = np.asarray(Image.open(args.image).convert("RGB"))
     except OSError as error:
         raise SystemExit(f"cannot read image {args.image}: {error}")
-    size = config["size"]
-    resized = resize_image(photo, (size, size), layout="hwc").astype(np.float32) / 255.0
+    resized = resize_image(photo, size_hw(config["size"]), layout="hwc").astype(np.float32) / 255.0
     normalised = (resized - np.asarray(config["mean"], np.float32)) / np.asarray(config["std"], np.float32)
     batch = minidl.tensor(normalised.transpose(2, 0, 1)[None].copy(), device=args.device)
     with minidl.no_grad():
-        labels = model(batch).argmax(1).cpu().numpy()[0]
+        labels = segmentation_logits(model(batch)).argmax(1).cpu().numpy()[0]
     labels = resize_nearest(labels, photo.shape[:2])  # back to the photo's own size
 
     palette = np.asarray(config["palette"], np.uint8)

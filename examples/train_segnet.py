@@ -4,6 +4,13 @@
     python examples/train_segnet.py --data ../shared/data/msrc_v2  # MSRC-v2 in its own layout
     python examples/train_segnet.py --eval-only --checkpoint runs/synthetic/checkpoint_best.npz --split val
     mpiexec -n 2 python examples/train_segnet.py --distributed     # data-parallel on 2 processes (needs mpi4py)
+    python examples/train_segnet.py --data ../shared/data/camvid --size 240x180 --model segnet_basic --class-weights median
+
+Transfer learning (examples/model_setup.py): --weights FILE starts from pretrained weights.
+    --model oldschool_resnet18 --weights resnet18-f37072fd.pth             # old school: pretrained encoder, new decoder
+    --model lazy_segnet --weights runs/camvid/checkpoint_best.npz          # lazy: new output layer for our classes
+The pretrained part is frozen (--freeze-encoder, the default with --weights) and trains with
+lr * --pretrained-lr-factor after --unfreeze-after EPOCHS.
 
 Writes into --out: metrics.json (final held-out pixel accuracy, mean IoU,
 per-class figures, per-epoch history), curves.png, predictions.png,
@@ -32,9 +39,12 @@ import minidl  # noqa: E402
 import minidl.distributed as dist  # noqa: E402  (--distributed; needs mpi4py only then)
 import minidl.nn.functional as F  # noqa: E402
 from minidl import optim  # noqa: E402
-from data_setup import datasets_for, describe_data  # noqa: E402  (examples/data_setup.py)
+import model_setup  # noqa: E402  (examples/model_setup.py: --model, --weights, freezing)
+from data_setup import datasets_for, describe_data, parse_size, size_hw  # noqa: E402  (examples/data_setup.py)
+from minidl.data import median_frequency_weights  # noqa: E402
 from minidl.metrics import SegmentationMetrics  # noqa: E402
 from minidl.models import build_model  # noqa: E402
+from minidl.models.transfer import OldSchool  # noqa: E402
 from minidl.nn import SyncBatchNorm  # noqa: E402
 from minidl.nn.parallel import DistributedDataParallel  # noqa: E402
 from minidl.serialization import load, save  # noqa: E402
@@ -55,16 +65,40 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--data", default="synthetic",
-                        help="'synthetic' (embedded, generated in memory) or the path of an MSRC-v2 folder "
-                             "(Images/, GroundTruth/, train.txt, val.txt)")
-    parser.add_argument("--model", choices=["segnet", "segnet_small", "fcn", "unet", "pixelwise"],
-                        help="network to train (default: per dataset); pixelwise = 1x1 convs only, the no-context control")
+                        help="'synthetic' (embedded, generated in memory), the path of an MSRC-v2 folder "
+                             "(Images/, GroundTruth/, train.txt, val.txt) or of a CamVid folder (train/, trainannot/, "
+                             "val/, valannot/; or say camvid:PATH / msrc:PATH)")
+    parser.add_argument("--model", choices=model_setup.MODEL_CHOICES, metavar="MODEL",
+                        help="network to train (default: per dataset); one of " + ", ".join(model_setup.MODEL_CHOICES)
+                             + ". pixelwise = 1x1 convs only, the no-context control; segnet_basic = the SegNet "
+                             "authors' CamVid net; oldschool_<backbone> = a (pretrained, see --weights) backbone's "
+                             "encoder with a new decoder; lazy_segnet = the SegNet variant held by the --weights "
+                             "checkpoint, with a new output layer; lraspp_mobilenet_v3_large = torchvision's "
+                             "LR-ASPP (lazy with its --weights file)")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="start from pretrained weights: a train_segnet.py checkpoint_*.npz (its inputs are "
+                             "normalised as it was trained) or a torchvision .pth / bare state_dict (ImageNet "
+                             "mean/std applied). oldschool_* models load their encoder from it (the backbone's "
+                             "file); others load the whole network and replace the output layer(s) if its classes "
+                             "differ (the lazy recipe)")
+    parser.add_argument("--freeze-encoder", action=argparse.BooleanOptionalAction, default=None,
+                        help="train only what the recipe adds (old school: the decoder; lazy: the new output layers), "
+                             "with the pretrained part's BatchNorm kept in eval mode (default: on with --weights)")
+    parser.add_argument("--unfreeze-after", type=int, metavar="EPOCHS",
+                        help="with --freeze-encoder: after this many epochs train everything, the pretrained part "
+                             "with lr * --pretrained-lr-factor")
+    parser.add_argument("--pretrained-lr-factor", type=float, default=0.1,
+                        help="with --weights: the pretrained part's learning rate is lr times this")
+    parser.add_argument("--class-weights", choices=["none", "median"], default="none",
+                        help="median: weight the loss by median frequency balancing of the training split's "
+                             "classes (as SegNet on CamVid), so rare classes count more")
     parser.add_argument("--epochs", type=int, help="passes over the training split")
     parser.add_argument("--batch-size", type=int, help="images per step")
     parser.add_argument("--lr", type=float, help="learning rate (cosine-decayed to 0 over the run)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], help="sgd uses momentum 0.9")
     parser.add_argument("--weight-decay", type=float, help="L2 penalty (decoupled for adam: AdamW)")
-    parser.add_argument("--size", type=int, help="images are resized to size x size")
+    parser.add_argument("--size", type=parse_size, help="images are resized to size x size, or to WxH "
+                                                        "(e.g. 240x180: CamVid's 480x360 halved)")
     parser.add_argument("--crop", type=int, help="train on random crop x crop windows of the resized images "
                                                  "(scale augmentation; evaluation uses whole images)")
     parser.add_argument("--train-images", type=int, default=400, help="synthetic only: training scenes")
@@ -88,8 +122,14 @@ def parse_args(argv=None):
     for key, value in DEFAULTS[kind].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.crop is not None and args.crop > args.size:
+    if args.crop is not None and args.crop > min(size_hw(args.size)):
         parser.error(f"--crop {args.crop} is larger than --size {args.size}")
+    if args.freeze_encoder is None:
+        args.freeze_encoder = args.weights is not None
+    if args.freeze_encoder and args.weights is None and not args.model.startswith("oldschool_"):
+        parser.error("--freeze-encoder needs --weights (or an oldschool_* model): there is no pretrained part to freeze")
+    if args.unfreeze_after is not None and not args.freeze_encoder:
+        parser.error("--unfreeze-after needs --freeze-encoder")
     args.kind = kind
     args.out = Path(args.out or Path("runs") / kind)
     args.rank, args.world = 0, 1  # one process; start_distributed() changes them under mpiexec
@@ -189,6 +229,12 @@ def batches(dataset, batch_size, rng=None):
         yield dataset.images[chosen], dataset.masks[chosen]
 
 
+def count_labelled(masks, class_weights=None):
+    """What a "mean" cross entropy divides by: the labelled pixels, or the sum of their class weights."""
+    labels = masks[masks >= 0]
+    return int(labels.size) if class_weights is None else float(class_weights[labels].sum())
+
+
 def train_one_epoch(model, dataset, optimizer, args, epoch):
     model.train()
     rng = np.random.default_rng([args.seed, epoch])  # per-epoch seed: a resumed run repeats this epoch exactly
@@ -202,16 +248,17 @@ def train_one_epoch(model, dataset, optimizer, args, epoch):
         if step > steps:
             break
         images, masks = augment(images, masks, rng, not args.no_flip, args.crop)
-        labelled = int((masks >= 0).sum())  # in the whole batch, before it is shared out
+        labelled = count_labelled(masks, args.class_weight_array)  # in the whole batch, before it is shared out
         images, masks = images[args.rank :: args.world], masks[args.rank :: args.world]  # this rank's share
         x = minidl.tensor(images, device=args.device)
         y = minidl.tensor(masks, device=args.device)
-        logits = model(x)
+        logits = model_setup.segmentation_logits(model(x))
         if args.world > 1:  # the mean over the whole batch's labelled pixels (ranks' shares hold different
             # numbers of them): DDP averages W such gradients, so scale this rank's sum by W / labelled
-            loss = F.cross_entropy(logits, y, ignore_index=-1, reduction="sum") * (args.world / max(labelled, 1))
+            loss = F.cross_entropy(logits, y, weight=args.loss_weight, ignore_index=-1, reduction="sum") \
+                * (args.world / max(labelled, 1))
         else:
-            loss = F.cross_entropy(logits, y, ignore_index=-1)
+            loss = F.cross_entropy(logits, y, weight=args.loss_weight, ignore_index=-1)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -239,7 +286,7 @@ def evaluate(model, dataset, args, num_classes):
         images, masks = images[args.rank :: args.world], masks[args.rank :: args.world]  # this rank's share
         if not len(images):  # a short last batch may leave this rank nothing
             continue
-        logits = model(minidl.tensor(images, device=args.device))
+        logits = model_setup.segmentation_logits(model(minidl.tensor(images, device=args.device)))
         y = minidl.tensor(masks, device=args.device)
         if (masks >= 0).any():
             total_loss += F.cross_entropy(logits, y, ignore_index=-1, reduction="sum").item()
@@ -256,22 +303,42 @@ def evaluate(model, dataset, args, num_classes):
 def save_predictions(model, dataset, args, path, count=4):
     model.eval()
     images, masks = dataset.images[:count], dataset.masks[:count]
-    predictions = model(minidl.tensor(images, device=args.device)).argmax(1).cpu().numpy()
+    predictions = model_setup.segmentation_logits(model(minidl.tensor(images, device=args.device))).argmax(1).cpu().numpy()
     pictures = [to_uint8_image(image, dataset.mean, dataset.std) for image in images]
     prediction_grid(pictures, list(masks), list(predictions), dataset.class_names, dataset.palette, path)
 
 
 # --------------------------------------------------------------------------- checkpoints
 def make_optimizer(model, args):
+    """AdamW or SGD; with pretrained weights two parameter groups, the pretrained one at lr * --pretrained-lr-factor."""
+    params = model.parameters()
+    if args.recipe != "from scratch":
+        params = model_setup.parameter_groups(model, args.lr, args.lr * args.pretrained_lr_factor)
     if args.optimizer == "adam":
-        return optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    return optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+        return optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    return optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+
+
+def apply_freezing(model, args, epoch, frozen):
+    """--freeze-encoder: the pretrained part is frozen until epoch --unfreeze-after. Returns the new state
+    (None without --freeze-encoder), printing when it changes. Decided by the epoch alone, so resume agrees."""
+    if not args.freeze_encoder:
+        return None
+    now = args.unfreeze_after is None or epoch < args.unfreeze_after
+    if now != frozen:
+        model_setup.set_frozen(model, now)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        print(f"epoch {epoch + 1}: pretrained part {'frozen' if now else 'unfrozen'}, {trainable:,} parameters train",
+              flush=True)
+    return now
 
 
 def config_of(args, train_set):
     """What predict.py and --eval-only need to rebuild the model and its input pipeline."""
     return {"model": args.model, "num_classes": len(train_set.class_names), "size": args.size,
-            "data": str(args.data), "kind": args.kind, "mean": list(map(float, train_set.mean)),
+            "data": str(args.data), "kind": args.kind, "recipe": args.recipe, "weights": args.weights,
+            "freeze_encoder": args.freeze_encoder, "unfreeze_after": args.unfreeze_after,
+            "class_weights": args.class_weights, "mean": list(map(float, train_set.mean)),
             "std": list(map(float, train_set.std)), "class_names": list(train_set.class_names),
             "palette": np.asarray(train_set.palette).tolist()}
 
@@ -291,16 +358,29 @@ def main(argv=None):
         return run_evaluation_only(args)
 
     started = time.perf_counter()
-    train_set, val_set = datasets_for(args)
+    pretrained = model_setup.read_weights(args.weights) if args.weights else None
+    args.model = model_setup.resolve_model_name(args.model, pretrained)
+    train_set, val_set = datasets_for(args, normalisation=pretrained.normalisation() if pretrained else None)
     num_classes = len(train_set.class_names)
-    model = build_model(args.model, num_classes).to(args.device)
+    model, args.recipe = model_setup.build(args.model, num_classes, pretrained)
+    model.to(args.device)
+    if pretrained:
+        print(f"{args.recipe}: weights from {pretrained.describe()}", flush=True)
+    elif isinstance(model, OldSchool):
+        print(f"{args.model} without --weights: its encoder starts from random weights", flush=True)
+    args.class_weight_array = args.loss_weight = None
+    if args.class_weights == "median":  # rare classes weigh more in the loss (SegNet's CamVid recipe)
+        args.class_weight_array = median_frequency_weights(train_set.masks, num_classes)
+        args.loss_weight = minidl.tensor(args.class_weight_array, device=args.device)
+        print("median frequency class weights: " + ", ".join(
+            f"{name} {w:.2f}" for name, w in zip(train_set.class_names, args.class_weight_array)), flush=True)
     trained = model  # what the training steps call
     if args.distributed:  # BatchNorm statistics over all ranks' images; gradients averaged in backward
         model = SyncBatchNorm.convert_sync_batchnorm(model)  # same parameter names: checkpoints unchanged
         trained = DistributedDataParallel(model)
     optimizer = make_optimizer(model, args)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
-    history, first_epoch, best = [], 0, -1.0
+    history, first_epoch, best, frozen = [], 0, -1.0, None
     if args.resume:
         state = load(args.resume)
         model.load_state_dict(state["model"])
@@ -311,23 +391,28 @@ def main(argv=None):
         best = max((h["val_pixel_accuracy"] for h in history), default=-1.0)
         print(f"resumed from {args.resume} after epoch {first_epoch}")
     parameters = sum(p.numel() for p in model.parameters())
+    height, width = size_hw(args.size)
     print(f"{args.model}: {parameters:,} parameters | data: {describe_data(args.data)['name']} "
-          f"({len(train_set)} train, {len(val_set)} val, {args.size}x{args.size}"
+          f"({len(train_set)} train, {len(val_set)} val, {width}x{height}"
           f"{f', random {args.crop}x{args.crop} crops' if args.crop else ''}) | {args.optimizer} lr={args.lr} "
           f"| {args.epochs} epochs of batch {args.batch_size} on {args.device}"
           + (f" ({args.world} ranks of {args.batch_size // args.world} images)" if args.distributed else ""), flush=True)
 
     config = config_of(args, train_set)
     for epoch in range(first_epoch, args.epochs):
+        was_frozen, frozen = frozen, apply_freezing(model, args, epoch, frozen)
+        if args.distributed and frozen != was_frozen:  # DDP reduces the gradients of the parameters that train
+            trained = DistributedDataParallel(model)
         figures = train_one_epoch(trained, train_set, optimizer, args, epoch)
         scheduler.step()
         val = evaluate(model, val_set, args, num_classes)
         figures.update(epoch=epoch + 1, val_loss=val["loss"], val_pixel_accuracy=val["pixel_accuracy"],
-                       val_mean_iou=val["mean_iou"], lr=optimizer.param_groups[0]["lr"])
+                       val_class_accuracy=val["class_accuracy"], val_mean_iou=val["mean_iou"],
+                       lr=optimizer.param_groups[0]["lr"])
         history.append(figures)
         print(f"epoch {epoch + 1:3d}/{args.epochs} | train loss {figures['train_loss']:.4f} "
               f"acc {figures['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['pixel_accuracy']:.3f} "
-              f"mIoU {val['mean_iou']:.3f} | {figures['images_per_second']:.1f} img/s, "
+              f"class avg {val['class_accuracy']:.3f} mIoU {val['mean_iou']:.3f} | {figures['images_per_second']:.1f} img/s, "
               f"{figures['train_seconds']:.0f}s", flush=True)
         if args.rank == 0:  # one rank writes files
             save_checkpoint(args.out / "checkpoint_last.npz", model, optimizer, scheduler, epoch, history, config)
@@ -356,7 +441,8 @@ def write_outputs(args, model, dataset, results, history, config, seconds):
     if history:
         plot_curves(history, args.out / "curves.png")
     save_predictions(model, dataset, args, args.out / "predictions.png")
-    print(f"final {summary['split']}: pixel accuracy {results['pixel_accuracy']:.3f}, mean IoU {results['mean_iou']:.3f} "
+    print(f"final {summary['split']}: global (pixel) accuracy {results['pixel_accuracy']:.3f}, class average accuracy "
+          f"{results['class_accuracy']:.3f}, mean IoU {results['mean_iou']:.3f} "
           f"| {seconds / 60:.1f} min | outputs in {args.out}/")
 
 
@@ -371,7 +457,7 @@ def run_evaluation_only(args):
     state = load(args.checkpoint)
     config = json.loads(state["config"])
     args.model, args.size = config["model"], config["size"]
-    _, dataset = datasets_for(args, eval_split=args.split)
+    _, dataset = datasets_for(args, eval_split=args.split, normalisation=(config["mean"], config["std"]))
     model = build_model(args.model, config["num_classes"]).to(args.device)
     model.load_state_dict(state["model"])
     started = time.perf_counter()
