@@ -147,6 +147,8 @@ def models_to_draw(args):
     if args.checkpoint:
         state = minidl.load(args.checkpoint)
         config = json.loads(state["config"])
+        if not isinstance(config["size"], int):  # train_segnet.py --size WxH
+            raise SystemExit(f"--checkpoint {args.checkpoint} was trained at {config['size']}; this lesson needs square images")
         model = build_model(config["model"], config["num_classes"])
         model.load_state_dict(state["model"])
         image = load_image(args, config["size"], config["mean"], config["std"])
