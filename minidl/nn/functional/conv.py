@@ -247,29 +247,82 @@ def col2im(columns, geometry):
 
 
 # =========================================================================== the three products
+# Why chunks: the columns of a whole batch are kh*kw times the input -- 265 MB for 8 images of
+# 32 channels at 240x240 with a 3x3 kernel. Made a few images at a time, into the one scratch
+# buffer, they need at most about CHUNK_BYTES however large the batch. (Smaller chunks, meant to
+# keep the columns in the CPU's cache between im2col and the matmul, measured no faster here:
+# SegNet training steps at 64x64 and 128x128 took the same time with 0.5 MB to 16 MB chunks and
+# with the whole batch.) On a GPU the whole batch is one chunk: it wants big launches.
+CHUNK_BYTES = 32 << 20
+
+
+def image_chunks(x, bytes_per_image):
+    """Slices of the batch axis, each holding about ``CHUNK_BYTES`` of columns (at least one image)."""
+    n = x.shape[0]
+    step = n if array_module(x) is not np else max(1, CHUNK_BYTES // max(bytes_per_image, 1))
+    return [slice(start, start + step) for start in range(0, n, step)]
+
+
+def _column_bytes(x, geometry):
+    """Size in bytes of one image's columns: K * OH * OW values."""
+    kh, kw = geometry.kernel
+    return x.shape[1] * kh * kw * geometry.grid[0] * geometry.grid[1] * x.itemsize
+
+
 def _grouped(weight, groups):
     """weight (O, C/G, kh, kw) -> (G, O/G, K): one weight matrix per group (a view)."""
     return weight.reshape(groups, weight.shape[0] // groups, -1)
 
 
-def columns_times_weight(weight, columns, geometry):
-    """conv2d's forward product: y = W @ columns.
+def columns_times_weight(weight, x, geometry):
+    """conv2d's forward product: y = W @ im2col(x), a few images at a time.
 
-    weight (O, C/G, kh, kw), columns (N, G, K, OH*OW) -> y (N, O, OH, OW).
-    ``matmul`` broadcasts the (G, O/G, K) weights over the batch and calls
-    BLAS once per (image, group) from C.
+    weight (O, C/G, kh, kw), x (N, C, H, W) -> y (N, O, OH, OW).
+    ``matmul`` broadcasts the (G, O/G, K) weights over the chunk's images and
+    calls BLAS once per (image, group) from C.
     """
-    xp = array_module(columns)
-    out = xp.matmul(_grouped(weight, geometry.groups), columns)  # (N, G, O/G, OH*OW)
-    return out.reshape((columns.shape[0], weight.shape[0]) + geometry.grid)
+    xp, (n, out_channels), groups = array_module(x), (x.shape[0], weight.shape[0]), geometry.groups
+    out = xp.empty((n, out_channels) + geometry.grid, dtype=x.dtype)
+    weights = _grouped(weight, groups)
+    for chunk in image_chunks(x, _column_bytes(x, geometry)):
+        columns = im2col(x[chunk], geometry, scratch=True)  # (n_chunk, G, K, OH*OW)
+        xp.matmul(weights, columns, out=out[chunk].reshape(columns.shape[:2] + (-1, columns.shape[3])))
+    return out
+
+
+def flipped_kernel(weight, groups):
+    """weight (O, C/G, kh, kw) -> (C, O/G, kh, kw): in and out channels swapped, kernel turned 180 degrees.
+
+    The kernel of the convolution that computes a stride-1 conv2d's input
+    gradient (see ``image_gradient``). Swapping works per group.
+    """
+    out_channels, in_per_group, kh, kw = weight.shape
+    swapped = weight.reshape(groups, out_channels // groups, in_per_group, kh, kw).swapaxes(1, 2)
+    return swapped.reshape(groups * in_per_group, out_channels // groups, kh, kw)[:, :, ::-1, ::-1]
 
 
 def image_gradient(weight, grad_out, geometry):
     """conv2d's input gradient: dx = col2im(W^T @ dy).
 
     weight (O, C/G, kh, kw), grad_out (N, O, OH, OW) -> dx (N, C, H, W).
+
+    With stride 1 the same sum is itself a convolution: every input pixel
+    collects ``dy`` from the outputs whose windows covered it, i.e. dy
+    convolved with the kernel turned 180 degrees and its channels swapped,
+    padded by ``d*(k-1) - p``. That route writes columns once and reads them
+    once (im2col), where ``col2im`` adds them onto the image kh*kw times, so it
+    is taken whenever the padding allows it.
     """
     xp = array_module(grad_out)
+    flipped_padding = tuple(d * (k - 1) - p for d, k, p in zip(geometry.dilation, geometry.kernel, geometry.padding))
+    as_conv = geometry._replace(padding=flipped_padding, image=geometry.grid, grid=geometry.image)
+    covers_image = all(  # not when conv_transpose2d's output_padding adds rows no window reaches
+        _conv_output_size(size, k, 1, p, d) == target
+        for size, k, p, d, target in zip(geometry.grid, geometry.kernel, flipped_padding, geometry.dilation, geometry.image)
+    )
+    if geometry.stride == (1, 1) and min(flipped_padding) >= 0 and covers_image and not geometry.is_pointwise:
+        kernel = xp.ascontiguousarray(flipped_kernel(weight, geometry.groups))
+        return columns_times_weight(kernel, grad_out, as_conv)
     n, groups = grad_out.shape[0], geometry.groups
     grad_groups = grad_out.reshape(n, groups, -1, grad_out.shape[2] * grad_out.shape[3])  # (N, G, O/G, L)
     weight_t = _grouped(weight, groups).swapaxes(1, 2)  # (G, K, O/G): a view, BLAS reads it transposed
@@ -281,18 +334,21 @@ def image_gradient(weight, grad_out, geometry):
     return col2im(grad_columns, geometry)
 
 
-def weight_gradient(grad_out, columns, weight_shape, geometry):
-    """conv2d's weight gradient: dW = sum over the batch of dy @ columns^T.
+def weight_gradient(grad_out, x, weight_shape, geometry):
+    """conv2d's weight gradient: dW = sum over the batch of dy @ im2col(x)^T, a few images at a time.
 
-    grad_out (N, O, OH, OW), columns (N, G, K, OH*OW) -> dW (O, C/G, kh, kw).
-    One batched matmul gives a (N, G, O/G, K) stack of per-image products --
-    weight-sized, small -- which is then summed over the batch.
+    grad_out (N, O, OH, OW), x (N, C, H, W) -> dW (O, C/G, kh, kw).
+    Each chunk's batched matmul gives a (n_chunk, G, O/G, K) stack of
+    per-image products -- weight-sized, small -- summed into the result.
     """
-    xp = array_module(columns)
-    n, groups = columns.shape[:2]
-    grad_groups = grad_out.reshape(n, groups, -1, columns.shape[3])  # (N, G, O/G, L)
-    per_image = xp.matmul(grad_groups, columns.swapaxes(2, 3))  # (N, G, O/G, K)
-    return per_image.sum(axis=0).reshape(weight_shape)
+    xp, groups = array_module(x), geometry.groups
+    total = None
+    for chunk in image_chunks(x, _column_bytes(x, geometry)):
+        columns = im2col(x[chunk], geometry, scratch=True)  # (n_chunk, G, K, L)
+        grad_groups = grad_out[chunk].reshape(columns.shape[:2] + (-1, columns.shape[3]))  # (n_chunk, G, O/G, L)
+        summed = xp.matmul(grad_groups, columns.swapaxes(2, 3)).sum(axis=0)  # (G, O/G, K)
+        total = summed if total is None else total + summed
+    return total.reshape(weight_shape)
 
 
 def _bias_gradient(grad_out):
@@ -314,6 +370,8 @@ class Conv2d(Function):
     the columns in backward when the weight gradient needs them: one extra
     copy (~50 ms of ~450 at 8x64x120x120) buys a graph that holds 9x less
     memory for a 3x3 kernel -- all layers' columns at once would not fit.
+    The columns live in the shared scratch buffer (see ``_Scratch``), a few
+    images at a time (see ``CHUNK_BYTES``), and none is kept once used.
     """
 
     @staticmethod
@@ -322,18 +380,14 @@ class Conv2d(Function):
         ctx.geometry = geometry
         ctx.save_for_backward(x if need_weight else None, weight if need_x else None)
         ctx.weight_shape = weight.shape
-        # The columns go to the shared scratch buffer (see _Scratch): no 9x-sized array is
-        # allocated per call, and none is kept once the product is made.
-        out = columns_times_weight(weight, im2col(x, geometry, scratch=True), geometry)
-        return _add_bias(out, bias)
+        return _add_bias(columns_times_weight(weight, x, geometry), bias)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
         geometry = ctx.geometry
-        # Weight gradient first: its columns (scratch) are dead before image_gradient reuses the scratch.
-        grad_weight = weight_gradient(grad, im2col(x, geometry, scratch=True), ctx.weight_shape, geometry) if need_weight else None
+        grad_weight = weight_gradient(grad, x, ctx.weight_shape, geometry) if need_weight else None
         grad_x = image_gradient(weight, grad, geometry) if need_x else None
         grad_bias = _bias_gradient(grad) if need_bias else None
         return grad_x, grad_weight, grad_bias, None
@@ -404,7 +458,8 @@ class ConvTranspose2d(Function):
     Its backward therefore runs conv2d *forward* products:
         dx = W @ im2col(dy)                  (conv2d of dy: conv2d's forward)
         dW = x @ im2col(dy)^T                (conv2d's weight gradient, with x in the role of dy)
-    Both share one ``im2col(dy)``.
+    Each builds its own chunks of ``im2col(dy)``: rebuilding a chunk that is
+    still in the cache is cheaper than keeping all of them in memory.
     """
 
     @staticmethod
@@ -420,9 +475,8 @@ class ConvTranspose2d(Function):
         x, weight = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
         geometry = ctx.geometry
-        columns = im2col(grad, geometry, scratch=True) if (need_x or need_weight) else None
-        grad_x = columns_times_weight(weight, columns, geometry) if need_x else None
-        grad_weight = weight_gradient(x, columns, ctx.weight_shape, geometry) if need_weight else None
+        grad_x = columns_times_weight(weight, grad, geometry) if need_x else None
+        grad_weight = weight_gradient(x, grad, ctx.weight_shape, geometry) if need_weight else None
         grad_bias = _bias_gradient(grad) if need_bias else None
         return grad_x, grad_weight, grad_bias, None
 
