@@ -23,13 +23,15 @@ MODELS = {
     "segnet_basic": SegNetBasic,
     "fcn": FCN,
     "unet": UNet,
+    # four levels like "unet" but half as wide: about 3x fewer multiply-adds, the embedded dataset's default
+    "unet_small": lambda num_classes: UNet(num_classes, widths=(16, 32, 64, 128)),
     "pixelwise": pixelwise,
 }
 
 
 def build_model(name, num_classes):
     """A model by its command-line name (``segnet``, ``segnet_small``, ``segnet_basic``, ``fcn``, ``unet``,
-    ``pixelwise``, ``oldschool_<backbone>``, ``lraspp_mobilenet_v3_large``), with random weights."""
+    ``unet_small``, ``pixelwise``, ``oldschool_<backbone>``, ``lraspp_mobilenet_v3_large``), with random weights."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](num_classes)
