@@ -65,8 +65,8 @@ def read_weights(path):
 
 def resolve_model_name(name, pretrained):
     """``lazy_segnet`` and ``oldschool_segnet`` become the SegNet variant the checkpoint holds
-    (``segnet_small``, ``oldschool_segnet_basic``, ...); other names stay. Without a checkpoint,
-    ``lazy_segnet`` is ``segnet_small`` and ``oldschool_segnet`` stays (random weights)."""
+    (``segnet_small``, ``oldschool_segnet_basic``, ...); other names stay. ``lazy_segnet`` needs a
+    checkpoint; without one, ``oldschool_segnet`` stays (a SegNet encoder with random weights)."""
     if name not in FROM_CHECKPOINT:
         return name
     if pretrained is None or pretrained.config is None:
@@ -74,7 +74,10 @@ def resolve_model_name(name, pretrained):
             raise SystemExit(f"--model {name} needs a train_segnet.py checkpoint as --weights (its config names the "
                              f"SegNet variant); {pretrained.path} is a bare state_dict: name the variant instead, "
                              f"e.g. --model {FROM_CHECKPOINT[name].format('segnet_small')}")
-        return "segnet_small" if name == "lazy_segnet" else name
+        if name == "lazy_segnet":
+            raise SystemExit("--model lazy_segnet needs --weights: a train_segnet.py checkpoint of a SegNet whose "
+                             "output layer is replaced (to train one from scratch, use --model segnet_small)")
+        return name
     variant = pretrained.config["model"]
     if variant not in SEGNETS:
         raise SystemExit(f"--model {name}: the checkpoint {pretrained.path} holds a {variant}, not one of {SEGNETS}")
@@ -89,7 +92,7 @@ def build(name, num_classes, pretrained=None):
     if isinstance(model, OldSchool):
         try:
             model.load_backbone_state_dict(pretrained.state_dict)
-        except (KeyError, RuntimeError) as error:
+        except (ValueError, RuntimeError) as error:
             raise SystemExit(f"--weights {pretrained.path} does not fit {name}'s encoder: {error}")
         return model, "old school"
     head = next(iter(head_modules(model)))  # e.g. "classifier"

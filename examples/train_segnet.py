@@ -9,8 +9,9 @@
 Transfer learning (examples/model_setup.py): --weights FILE starts from pretrained weights.
     --model oldschool_resnet18 --weights resnet18-f37072fd.pth             # old school: pretrained encoder, new decoder
     --model lazy_segnet --weights runs/camvid/checkpoint_best.npz          # lazy: new output layer for our classes
-The pretrained part is frozen (--freeze-encoder, the default with --weights) and trains with
-lr * --pretrained-lr-factor after --unfreeze-after EPOCHS.
+The pretrained part is frozen (--freeze-encoder, the default with --weights) until
+--unfreeze-after EPOCHS; whenever it trains (also with --no-freeze-encoder) its learning rate is
+lr * --pretrained-lr-factor.
 
 Writes into --out: metrics.json (final held-out pixel accuracy, mean IoU,
 per-class figures, per-epoch history), curves.png, predictions.png,
@@ -204,11 +205,11 @@ class Progress:
 def augment(images, masks, rng, flip, crop=None):
     """Random crops and horizontal flips, applied to image and mask with the same offsets (so they stay aligned).
 
-    images (N, 3, S, S), masks (N, S, S) -> (N, 3, crop, crop), (N, crop, crop). Cropping a
+    images (N, 3, H, W), masks (N, H, W) -> (N, 3, crop, crop), (N, crop, crop). Cropping a
     slightly larger resized image is a cheap scale augmentation: objects appear at
     shifted positions and the net never sees the same framing twice.
     """
-    if crop is not None and crop < images.shape[-1]:
+    if crop is not None and (crop, crop) != images.shape[-2:]:
         top = rng.integers(0, images.shape[-2] - crop + 1, len(images))
         left = rng.integers(0, images.shape[-1] - crop + 1, len(images))
         images = np.stack([im[:, t : t + crop, l : l + crop] for im, t, l in zip(images, top, left)])
@@ -345,6 +346,19 @@ def config_of(args, train_set):
             "palette": np.asarray(train_set.palette).tolist()}
 
 
+# What must be the same for --resume to continue the interrupted run (and not silently start another).
+RESUME_KEYS = ("model", "data", "size", "recipe", "weights", "freeze_encoder", "unfreeze_after", "class_weights",
+               "mean", "std")
+
+
+def check_resume_matches(path, saved, current):
+    """Stop with a message naming the first setting where the checkpoint and this command differ."""
+    for key in RESUME_KEYS:
+        if saved.get(key) != current.get(key):
+            raise SystemExit(f"--resume {path}: the checkpoint was trained with {key} = {saved.get(key)!r}, this "
+                             f"command gives {current.get(key)!r}; resume with the interrupted run's own options")
+
+
 def save_checkpoint(path, model, optimizer, scheduler, epoch, history, config):
     save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
           "epoch": epoch, "history": json.dumps(history), "config": json.dumps(config)}, path)
@@ -385,6 +399,7 @@ def main(argv=None):
     history, first_epoch, best, frozen = [], 0, -1.0, None
     if args.resume:
         state = load(args.resume)
+        check_resume_matches(args.resume, json.loads(state["config"]), config_of(args, train_set))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

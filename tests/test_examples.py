@@ -42,6 +42,15 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     assert json.loads(final_whole["history"])[-1]["val_pixel_accuracy"] == json.loads(final_resumed["history"])[-1]["val_pixel_accuracy"]
 
 
+def test_resume_with_other_settings_is_refused_and_named(tmp_path):
+    train_segnet.main(TINY + ["--epochs", "2", "--out", str(tmp_path), "--stop-after", "1"])
+    checkpoint = str(tmp_path / "checkpoint_last.npz")
+    with pytest.raises(SystemExit, match=r"trained with model = 'unet_small', this command gives 'segnet'"):
+        train_segnet.main(TINY + ["--epochs", "2", "--out", str(tmp_path), "--model", "segnet", "--resume", checkpoint])
+    with pytest.raises(SystemExit, match=r"trained with size = 32, this command gives 48"):
+        train_segnet.main(TINY[2:] + ["--size", "48", "--epochs", "2", "--out", str(tmp_path), "--resume", checkpoint])
+
+
 def test_eval_only_and_predict(tmp_path):
     train_segnet.main(TINY + ["--epochs", "1", "--out", str(tmp_path)])
     evaluated = train_segnet.main(

@@ -49,7 +49,7 @@ def test_old_school_loads_the_backbones_weights_whatever_its_head():
     old_file = OrderedDict((k, v) for k, v in pretrained.state_dict().items() if "num_batches_tracked" not in k)
     old_school("resnet18", 3, weights=old_file)
     incomplete = OrderedDict((k, v) for k, v in old_file.items() if k != "layer2.0.conv1.weight")
-    with pytest.raises(KeyError, match=r"lack 1 of the encoder's .*'layer2\.0\.conv1\.weight'"):
+    with pytest.raises(ValueError, match=r"lack 1 of the encoder's .*'layer2\.0\.conv1\.weight'"):
         old_school("resnet18", 3, weights=incomplete)
     with pytest.raises(ValueError, match="unknown old-school backbone 'vgg16'"):
         old_school("vgg16", 3)

@@ -128,7 +128,9 @@ def test_torchvision_files_old_school_and_lazy(tmp_path):
     # --eval-only rebuilds the model and its normalisation from the checkpoint
     evaluated = train_segnet.main(TINY + ["--eval-only", "--checkpoint", str(tmp_path / "lazy" / "checkpoint_last.npz"),
                                           "--out", str(tmp_path / "eval")])
-    assert 0.0 <= evaluated["pixel_accuracy"] <= 1.0
+    final = json.loads((tmp_path / "lazy" / "metrics.json").read_text())
+    assert evaluated["pixel_accuracy"] == final["pixel_accuracy"]  # same weights, split and normalisation
+    assert evaluated["mean_iou"] == final["mean_iou"]
 
 
 def test_help_explains_the_new_options_and_bad_values_are_named():

@@ -99,7 +99,10 @@ class SegNetBasic(SegNet):
     The decoder has no ReLU: the authors' Caffe file puts none after the decoder's BatchNorm
     layers, and we follow it. Then a 1x1 conv classifier. (Their file also starts with a
     local response normalisation of the input; minidl's data pipeline normalises each
-    channel instead, so there is no LRN layer here.)
+    channel instead, so there is no LRN layer here.) Caffe's pooling rounds odd sizes up
+    (45 rows -> 23 at 480x360's deepest level); minidl's rounds down, as PyTorch's does by
+    default, so one border row or column of an odd-sized map is not pooled; unpooling
+    still restores the exact size.
     Shapes: (N, in_channels, H, W) -> (N, num_classes, H, W), any H and W.
     """
 

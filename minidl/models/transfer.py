@@ -92,8 +92,8 @@ class OldSchool(nn.Module):
                              if has_counts or not theirs.endswith("num_batches_tracked"))
         missing = [theirs for theirs in wanted.values() if theirs not in state_dict]
         if missing:
-            raise KeyError(f"the weights lack {len(missing)} of the encoder's {len(wanted)} entries, e.g. "
-                           f"{missing[:3]}: are they for a different network?")
+            raise ValueError(f"the weights lack {len(missing)} of the encoder's {len(wanted)} entries, e.g. "
+                             f"{missing[:3]}: are they for a different network?")
         self.encoder.load_state_dict(OrderedDict((own, state_dict[theirs]) for own, theirs in wanted.items()),
                                      strict=has_counts)
         return self
