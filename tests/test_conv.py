@@ -202,14 +202,19 @@ def test_larger_layer_matches_torch_in_float32():
 
 @contextlib.contextmanager
 def one_image_chunks():
-    """A chunk budget of one byte: every image gets its own im2col chunk (see conv.CHUNK_BYTES)."""
+    """A chunk budget of one byte: every image gets its own im2col chunk (see conv.CHUNK_BYTES).
+
+    Also takes the flipped-kernel input gradient for any channel count (conv.FLIPPED_MIN_CHANNELS),
+    so these small hypothesis shapes check that route too; the other tests check col2im's.
+    """
     from minidl.nn.functional import conv
 
-    saved, conv.CHUNK_BYTES = conv.CHUNK_BYTES, 1
+    saved = conv.CHUNK_BYTES, conv.FLIPPED_MIN_CHANNELS
+    conv.CHUNK_BYTES, conv.FLIPPED_MIN_CHANNELS = 1, 1
     try:
         yield
     finally:
-        conv.CHUNK_BYTES = saved
+        conv.CHUNK_BYTES, conv.FLIPPED_MIN_CHANNELS = saved
 
 
 @needs_torch
