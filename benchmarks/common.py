@@ -110,3 +110,17 @@ def _cell(value):
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)
+
+
+def sgd_step(model, optimizer, x, y):
+    """A function that runs one training step (cross-entropy, ignore_index=-1) on the fixed batch (x, y)."""
+    import minidl.nn.functional as F
+
+    def step():
+        loss = F.cross_entropy(model(x), y, ignore_index=-1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step

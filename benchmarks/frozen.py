@@ -20,11 +20,10 @@ import sys
 
 import numpy as np
 
-from common import ROOT, alternate, peak_rss_mb, write_report
+from common import ROOT, alternate, peak_rss_mb, sgd_step, write_report
 
 import minidl
 import minidl.nn as nn
-import minidl.nn.functional as F
 from minidl import optim
 from minidl.models import OLD_SCHOOL_BACKBONES, old_school
 
@@ -44,14 +43,7 @@ def step_factory(backbone, frozen, batch, size):
     y = minidl.tensor(rng.integers(-1, NUM_CLASSES, (batch, size, size)))
     model.train()
 
-    def step():
-        loss = F.cross_entropy(model(x), y, ignore_index=-1)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    return model, step
+    return model, sgd_step(model, optimizer, x, y)
 
 
 def memory_only(backbone, variant, batch, size):

@@ -16,10 +16,9 @@ import sys
 
 import numpy as np
 
-from common import ROOT, alternate, peak_rss_mb, torch, write_report
+from common import ROOT, alternate, peak_rss_mb, sgd_step, torch, write_report
 
 import minidl
-import minidl.nn.functional as F
 from minidl import optim
 from minidl.models import SegNetSmall
 
@@ -41,14 +40,7 @@ def minidl_step_factory(batch, size):
     images, masks = make_batch(batch, size)
     x, y = minidl.tensor(images), minidl.tensor(masks)
 
-    def step():
-        loss = F.cross_entropy(model(x), y, ignore_index=-1)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    return model, step
+    return model, sgd_step(model, optimizer, x, y)
 
 
 def torch_step_factory(batch, size, minidl_model=None):

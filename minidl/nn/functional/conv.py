@@ -304,6 +304,28 @@ def flipped_kernel(weight, groups):
     return swapped.reshape(groups * in_per_group, out_channels // groups, kh, kw)[:, :, ::-1, ::-1]
 
 
+def flipped_geometry(geometry, in_per_group):
+    """The geometry of the convolution that gives a stride-1 conv2d's input gradient, or None.
+
+    dy (N, O, OH, OW) convolved with padding ``d*(k-1) - p`` (stride 1, same kernel and
+    dilation) yields (N, C, H, W). None where that route does not apply or does not pay.
+    """
+    if geometry.stride != (1, 1) or geometry.is_pointwise:
+        return None
+    # The flipped convolution's matmul has C/G output rows: with very few input channels (an RGB
+    # image) BLAS runs it far below peak, and col2im's K-row product is the better one.
+    if in_per_group < FLIPPED_MIN_CHANNELS:
+        return None
+    padding = tuple(d * (k - 1) - p for d, k, p in zip(geometry.dilation, geometry.kernel, geometry.padding))
+    if min(padding) < 0:
+        return None
+    covers_image = all(  # not when conv_transpose2d's output_padding adds rows no window reaches
+        _conv_output_size(size, k, 1, p, d) == target
+        for size, k, p, d, target in zip(geometry.grid, geometry.kernel, padding, geometry.dilation, geometry.image)
+    )
+    return geometry._replace(padding=padding, image=geometry.grid, grid=geometry.image) if covers_image else None
+
+
 def image_gradient(weight, grad_out, geometry):
     """conv2d's input gradient: dx = col2im(W^T @ dy).
 
@@ -317,16 +339,8 @@ def image_gradient(weight, grad_out, geometry):
     is taken whenever the padding allows it and there are enough input channels.
     """
     xp = array_module(grad_out)
-    flipped_padding = tuple(d * (k - 1) - p for d, k, p in zip(geometry.dilation, geometry.kernel, geometry.padding))
-    as_conv = geometry._replace(padding=flipped_padding, image=geometry.grid, grid=geometry.image)
-    covers_image = all(  # not when conv_transpose2d's output_padding adds rows no window reaches
-        _conv_output_size(size, k, 1, p, d) == target
-        for size, k, p, d, target in zip(geometry.grid, geometry.kernel, flipped_padding, geometry.dilation, geometry.image)
-    )
-    # The flipped convolution's matmul has C/G output rows: with very few input channels (an RGB
-    # image) BLAS runs it far below peak, and col2im's K-row product is the better one.
-    enough_rows = weight.shape[1] >= FLIPPED_MIN_CHANNELS
-    if geometry.stride == (1, 1) and min(flipped_padding) >= 0 and covers_image and enough_rows and not geometry.is_pointwise:
+    as_conv = flipped_geometry(geometry, weight.shape[1])
+    if as_conv is not None:
         kernel = xp.ascontiguousarray(flipped_kernel(weight, geometry.groups))
         return columns_times_weight(kernel, grad_out, as_conv)
     n, groups = grad_out.shape[0], geometry.groups
