@@ -54,7 +54,7 @@ from minidl.visualize import plot_curves, prediction_grid, to_uint8_image  # noq
 # Good defaults per dataset: what trains well within the stated budget on a 2-core CPU.
 DEFAULTS = {
     "synthetic": dict(model="unet_small", epochs=19, batch_size=8, lr=3e-3, optimizer="adam", size=64, weight_decay=1e-4),
-    "msrc": dict(model="segnet_small", epochs=40, batch_size=8, lr=1e-3, optimizer="adam", size=144, crop=128,
+    "msrc": dict(model="segnet_small", epochs=48, batch_size=8, lr=1e-3, optimizer="adam", size=144, crop=128,
                  weight_decay=1e-4),
     # CamVid on a CPU: half of 480x360 in each direction would take over an hour here; 160x120 fits
     "camvid": dict(model="segnet_small", epochs=20, batch_size=8, lr=1e-3, optimizer="adam", size="160x120",
