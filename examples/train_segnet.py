@@ -276,7 +276,7 @@ def train_one_epoch(model, dataset, optimizer, args, epoch):
     seconds = progress.close()
     total_loss, correct, counted, images_seen = sum_over_ranks(total_loss, correct, counted, images_seen)
     return {"train_loss": total_loss / max(images_seen, 1), "train_accuracy": correct / max(counted, 1),
-            "train_seconds": seconds, "images_per_second": images_seen / seconds}
+            "train_seconds": seconds, "seconds_per_step": seconds / max(steps, 1), "images_per_second": images_seen / seconds}
 
 
 @minidl.no_grad()
@@ -397,6 +397,7 @@ def main(argv=None):
     optimizer = make_optimizer(model, args)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     history, first_epoch, best, frozen = [], 0, -1.0, None
+    earlier_seconds = 0.0  # wall time of the epochs a resumed run already has
     if args.resume:
         state = load(args.resume)
         check_resume_matches(args.resume, json.loads(state["config"]), config_of(args, train_set))
@@ -406,6 +407,7 @@ def main(argv=None):
         history = json.loads(state["history"])
         first_epoch = int(state["epoch"]) + 1
         best = max((h["val_pixel_accuracy"] for h in history), default=-1.0)
+        earlier_seconds = history[-1].get("elapsed_seconds", 0.0) if history else 0.0
         print(f"resumed from {args.resume} after epoch {first_epoch}")
     parameters = sum(p.numel() for p in model.parameters())
     height, width = size_hw(args.size)
@@ -425,7 +427,10 @@ def main(argv=None):
         val = evaluate(model, val_set, args, num_classes)
         figures.update(epoch=epoch + 1, val_loss=val["loss"], val_pixel_accuracy=val["pixel_accuracy"],
                        val_class_accuracy=val["class_accuracy"], val_mean_iou=val["mean_iou"],
-                       lr=optimizer.param_groups[0]["lr"])
+                       lr=optimizer.param_groups[0]["lr"],
+                       trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                       # wall time since the run started, evaluation included: "minutes to reach X%"
+                       elapsed_seconds=earlier_seconds + time.perf_counter() - started)
         history.append(figures)
         print(f"epoch {epoch + 1:3d}/{args.epochs} | train loss {figures['train_loss']:.4f} "
               f"acc {figures['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['pixel_accuracy']:.3f} "
