@@ -105,6 +105,43 @@ def test_lazy_with_unfreeze_after_resumes_like_an_uninterrupted_run(camvid_run, 
     for key, value in whole.items():
         np.testing.assert_array_equal(resumed[key], value, err_msg=key)
 
+    # the history says what trained and when: the head alone, then everything; wall time goes on across the resume
+    history = json.loads((tmp_path / "resumed" / "metrics.json").read_text())["history"]
+    assert [h["trainable_parameters"] for h in history] == [23 * 64 + 23, sum(v.size for k, v in whole.items()
+                                                                              if not k.endswith(BN_BUFFERS))]
+    assert 0 < history[0]["elapsed_seconds"] < history[1]["elapsed_seconds"]
+    assert all(h["seconds_per_step"] > 0 for h in history)
+
+
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def test_compare_runs_tables_when_each_run_reached_the_first_ones_accuracy(tmp_path):
+    import compare_runs
+    # two tiny runs of the 1x1 control: the first (lr 0.01) sets the target, the second (lr 1e-5) stays below it
+    runs = {"first": tmp_path / "first", "slow": tmp_path / "slow"}
+    train_segnet.main(TINY + ["--size", "32", "--epochs", "3", "--model", "pixelwise", "--lr", "0.01",
+                              "--out", str(runs["first"])])
+    train_segnet.main(TINY + ["--size", "32", "--epochs", "2", "--model", "pixelwise", "--lr", "1e-5",
+                              "--out", str(runs["slow"])])
+    histories = {name: json.loads((folder / "metrics.json").read_text()) for name, folder in runs.items()}
+    target = histories["first"]["pixel_accuracy"]
+    text = compare_runs.main([f"{name}={folder}" for name, folder in runs.items()] + ["--out", str(tmp_path / "cmp")])
+    assert f"reached {target:.1%} at" in text.splitlines()[0]
+    outcomes = []
+    for name, metrics in histories.items():
+        line = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        first = next((h for h in metrics["history"] if h["val_pixel_accuracy"] >= target), None)
+        outcomes.append(first is not None)
+        assert (f"epoch {first['epoch']}, " if first else f"not in {len(metrics['history'])} epochs (best") in line
+        assert f"{metrics['pixel_accuracy']:.1%}" in line and f"| {len(metrics['history'])} |" in line
+    assert outcomes == [True, False]  # both branches of the table were checked
+    assert Image.open(tmp_path / "cmp.png").size == (960, 320) and (tmp_path / "cmp.md").read_text() == text + "\n"
+    unreachable = compare_runs.main([str(runs["first"]), "--target", "1.01", "--out", str(tmp_path / "none")])
+    assert "not in 3 epochs (best" in unreachable
+    with pytest.raises(SystemExit, match="metrics.json"):
+        compare_runs.main([str(tmp_path / "missing")])
+
 
 def save_as_pth(model, path):
     torch.save({key: torch.from_numpy(value.numpy().copy()) for key, value in model.state_dict().items()}, path)
