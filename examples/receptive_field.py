@@ -39,6 +39,7 @@ from minidl.data import SyntheticScenes  # noqa: E402
 from minidl.data.transforms import resize_image  # noqa: E402
 from minidl.models import MODELS, build_model  # noqa: E402
 from minidl.summary import receptive_window  # noqa: E402
+from model_setup import segmentation_logits  # noqa: E402  (LR-ASPP returns {"out": logits})
 
 CHOICES = list(NETS) + [name for name in MODELS if name not in NETS]
 
@@ -63,7 +64,7 @@ def parse_args(argv=None):
 def effective_field(model, x, pixel):
     """|d score / d input| summed over channels, (H, W), for the class the net predicts at ``pixel``; and that class."""
     x = minidl.tensor(x, requires_grad=True)
-    scores = model(x)
+    scores = segmentation_logits(model(x))
     row, col = pixel
     chosen = int(scores.detach().numpy()[0, :, row, col].argmax())
     seed = np.zeros(scores.shape, np.float32)

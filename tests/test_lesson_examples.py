@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import minidl
+from minidl.models import lraspp_mobilenet_v3_large
 from minidl.summary import receptive_window
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +59,16 @@ def test_transposed_conv_table_and_picture(tmp_path):
     assert Image.open(tmp_path / "tc.png").size[0] > 600 and (tmp_path / "tc.md").read_text() == text + "\n"
     counts = transposed_conv.footprints(3, 3, 2, 0).sum(axis=0)  # the checkerboard of stride 2, kernel 3
     np.testing.assert_array_equal(counts[:3, :3], [[1, 1, 2], [1, 1, 2], [2, 2, 4]])
+
+
+def test_effective_field_of_a_net_that_returns_a_dict():
+    """torchvision's LR-ASPP returns {"out": logits}: the lesson reads the logits out of it."""
+    minidl.manual_seed(0)
+    model = lraspp_mobilenet_v3_large(num_classes=3).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    magnitude, chosen = receptive_field.effective_field(model, x, (16, 16))
+    assert magnitude.shape == (32, 32) and magnitude.sum() > 0 and 0 <= chosen < 3
+    (top, bottom), (left, right) = receptive_window(model, x, (16, 16), clip=False)
+    inside = np.zeros_like(magnitude, bool)  # the effective field lies inside the theoretical one
+    inside[max(top, 0) : bottom + 1, max(left, 0) : right + 1] = True
+    assert magnitude[~inside].sum() == 0
