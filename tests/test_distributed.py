@@ -144,6 +144,39 @@ def test_train_segnet_distributed_follows_the_one_process_run(tmp_path):
         np.testing.assert_allclose(two[key].numpy(), one[key].numpy(), atol=1e-5, err_msg=key)
 
 
+@needs_mpi
+def test_distributed_lazy_recipe_freezes_then_unfreezes_like_the_one_process_run(tmp_path):
+    """--weights + --unfreeze-after under mpiexec: DDP is rebuilt when the trainable set changes, and the
+    frozen part (SyncBatchNorm statistics included) stays bit-identical while it is frozen."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import train_segnet
+
+    common = ["--size", "32", "--train-images", "8", "--val-images", "4", "--batch-size", "4", "--optimizer", "sgd",
+              "--lr", "0.01", "--quiet"]
+    train_segnet.main(common + ["--model", "segnet", "--epochs", "1", "--out", str(tmp_path / "pretrained")])
+    pretrained = tmp_path / "pretrained" / "checkpoint_last.npz"
+    lazy = common + ["--model", "lazy_segnet", "--weights", str(pretrained), "--unfreeze-after", "1"]
+    train_segnet.main(lazy + ["--epochs", "1", "--out", str(tmp_path / "one_frozen")])
+    train_segnet.main(lazy + ["--epochs", "2", "--out", str(tmp_path / "one")])
+    for epochs, out in [("1", "two_frozen"), ("2", "two")]:
+        job = mpiexec(2, ROOT / "examples" / "train_segnet.py", *lazy, "--epochs", epochs, "--out", tmp_path / out,
+                      "--distributed")
+        assert job.returncode == 0, job.stdout + job.stderr
+    start = minidl.load(pretrained)["model"]
+    frozen = minidl.load(tmp_path / "two_frozen" / "checkpoint_last.npz")["model"]
+    for key in start:  # epoch 1 trained the output layer alone, on both ranks
+        if not key.startswith("classifier."):
+            np.testing.assert_array_equal(frozen[key].numpy(), start[key].numpy(), err_msg=key)
+    assert not np.array_equal(frozen["classifier.weight"].numpy(), start["classifier.weight"].numpy())
+    for a, b in [("one_frozen", "two_frozen"), ("one", "two")]:
+        one = minidl.load(tmp_path / a / "checkpoint_last.npz")["model"]
+        two = minidl.load(tmp_path / b / "checkpoint_last.npz")["model"]
+        for key in one:
+            np.testing.assert_allclose(two[key].numpy(), one[key].numpy(), atol=1e-5, err_msg=f"{b}: {key}")
+    moved = minidl.load(tmp_path / "two" / "checkpoint_last.npz")["model"]
+    assert not np.array_equal(moved["encoders.0.0.0.weight"].numpy(), start["encoders.0.0.0.weight"].numpy())
+
+
 # --------------------------------------------------------------------------- without MPI
 def test_sampler_shards_are_disjoint_and_cover_the_epoch_for_odd_sizes():
     for size, ranks in [(10, 3), (7, 2), (5, 4), (2, 3), (11, 1)]:
