@@ -5,6 +5,7 @@
 
 The target accuracy ("reached at") is the first run's final one unless --target says otherwise: the
 transfer-learning question is how soon a pretrained start gets where training from scratch ends.
+--also adds columns for other accuracies (e.g. --also 0.6).
 Writes OUT.md (the table) and OUT.png (the curves) and prints the table.
 """
 from __future__ import annotations
@@ -51,24 +52,31 @@ def first_reaching(history, target):
     return next((h for h in history if h["val_pixel_accuracy"] >= target), None)
 
 
-def row(label, metrics, target):
+def when_reached(history, target):
+    """'epoch E, M min' for the first epoch at ``target`` or more, or how far the run got."""
+    reached = first_reaching(history, target)
+    if reached:
+        return f"epoch {reached['epoch']}, {reached['elapsed_seconds'] / 60:.1f} min"
+    return f"not in {len(history)} epochs (best {max(h['val_pixel_accuracy'] for h in history):.1%})"
+
+
+def row(label, metrics, targets):
     history = metrics["history"]
     runs_phases = phases(history)
     trainable = " then ".join(f"{count:,}" for count, _ in runs_phases)
     step = " then ".join(f"{statistics.median(h['seconds_per_step'] for h in epochs):.2f}" for _, epochs in runs_phases)
-    reached = first_reaching(history, target)
-    when = (f"epoch {reached['epoch']}, {reached['elapsed_seconds'] / 60:.1f} min" if reached else
-            f"not in {len(history)} epochs (best {max(h['val_pixel_accuracy'] for h in history):.1%})")
+    when = " | ".join(when_reached(history, target) for target in targets)
     config = metrics["config"]
     return (f"| {label} | {config['model']} | {trainable} | {step} | {when} | {metrics['pixel_accuracy']:.1%} "
             f"| {metrics['mean_iou']:.3f} | {metrics['class_average_accuracy']:.1%} | {len(history)} "
             f"| {metrics['seconds'] / 60:.1f} |")
 
 
-def table(runs, target):
-    header = ("| run | model | trainable parameters | s/step (median) | reached {:.1%} at | val pixel acc | mIoU "
-              "| class avg | epochs | minutes |".format(target))
-    rows = [row(label, metrics, target) for label, metrics in runs.items()]
+def table(runs, targets):
+    reached = " | ".join(f"reached {target:.1%} at" for target in targets)
+    header = (f"| run | model | trainable parameters | s/step (median) | {reached} | val pixel acc | mIoU "
+              "| class avg | epochs | minutes |")
+    rows = [row(label, metrics, targets) for label, metrics in runs.items()]
     return "\n".join([header, "|" + "---|" * (header.count("|") - 1)] + rows)
 
 
@@ -77,12 +85,14 @@ def main(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="[LABEL=]DIR", help="train_segnet.py --out folders")
     parser.add_argument("--target", type=float, help="accuracy to reach (default: the first run's final accuracy)")
+    parser.add_argument("--also", type=float, nargs="+", default=[], metavar="ACC",
+                        help="more accuracies to report when each run reached them (a column each)")
     parser.add_argument("--out", default="runs/comparison", help="writes OUT.md and OUT.png")
     args = parser.parse_args(argv)
     runs = dict(read_run(spec) for spec in args.runs)
     first_label, first = next(iter(runs.items()))
     target = args.target if args.target is not None else first["pixel_accuracy"]
-    text = table(runs, target)
+    text = table(runs, [target] + args.also)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text + "\n")

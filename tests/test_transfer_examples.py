@@ -137,8 +137,10 @@ def test_compare_runs_tables_when_each_run_reached_the_first_ones_accuracy(tmp_p
         assert f"{metrics['pixel_accuracy']:.1%}" in line and f"| {len(metrics['history'])} |" in line
     assert outcomes == [True, False]  # both branches of the table were checked
     assert Image.open(tmp_path / "cmp.png").size == (960, 320) and (tmp_path / "cmp.md").read_text() == text + "\n"
-    unreachable = compare_runs.main([str(runs["first"]), "--target", "1.01", "--out", str(tmp_path / "none")])
-    assert "not in 3 epochs (best" in unreachable
+    unreachable = compare_runs.main([str(runs["first"]), "--target", "1.01", "--also", "0", "--out",
+                                     str(tmp_path / "none")])
+    assert "| reached 101.0% at | reached 0.0% at |" in unreachable
+    assert "| not in 3 epochs (best" in unreachable and "| epoch 1, " in unreachable
     with pytest.raises(SystemExit, match="metrics.json"):
         compare_runs.main([str(tmp_path / "missing")])
 
