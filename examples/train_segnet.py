@@ -276,7 +276,8 @@ def train_one_epoch(model, dataset, optimizer, args, epoch):
     seconds = progress.close()
     total_loss, correct, counted, images_seen = sum_over_ranks(total_loss, correct, counted, images_seen)
     return {"train_loss": total_loss / max(images_seen, 1), "train_accuracy": correct / max(counted, 1),
-            "train_seconds": seconds, "seconds_per_step": seconds / max(steps, 1), "images_per_second": images_seen / seconds}
+            "train_seconds": seconds, "seconds_per_step": seconds / max(steps, 1),
+            "images_per_second": images_seen / seconds}
 
 
 @minidl.no_grad()

@@ -22,7 +22,8 @@ def _panel(draw, box, title, series, y_label_format="{:.2f}", x_label="epoch", l
     x0, y0, x1, y1 = box
     left, right, top, bottom = x0 + 48, x1 - 10, y0 + 22, y1 - 30
     draw.text((x0 + 48, y0 + 4), title, fill=_INK, font=_FONT)
-    series = {label: vs if isinstance(vs, tuple) else (list(range(1, len(vs) + 1)), vs) for label, vs in series.items()}
+    series = {label: vs if isinstance(vs, tuple) else (list(range(1, len(vs) + 1)), vs)  # x = epoch 1, 2, ...
+              for label, vs in series.items()}
     points_of = {label: [(x, y) for x, y in zip(*xy) if y is not None and np.isfinite(y)] for label, xy in series.items()}
     ys = [y for points in points_of.values() for _, y in points] + ([level[1]] if level else [])
     xs = [x for points in points_of.values() for x, _ in points]
@@ -99,6 +100,7 @@ def plot_runs(runs, path, target=None):
            level=target, legend_at="bottom")
     image.save(path)
     return image
+
 
 def colourise(mask, palette):
     """(H, W) int labels -> (H, W, 3) uint8 colours; -1 (void) is black. ``palette`` is (classes, 3)."""
