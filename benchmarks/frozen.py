@@ -89,7 +89,7 @@ def main():
             "img/s": args.batch / times[variant],
             "speed-up": times["unfrozen"] / times[variant],
             "peak RSS MB": measure_peak(args.backbone, variant, args.batch, args.size),
-            "trainable parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "trainable parameters": nn.trainable_parameter_count(model),
             "parameters with a gradient": sum(p.numel() for p in model.parameters() if p.grad is not None),
         })
         print(rows[-1], flush=True)

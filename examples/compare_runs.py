@@ -47,14 +47,9 @@ def phases(history):
     return result
 
 
-def first_reaching(history, target):
-    """The first epoch whose held-out accuracy is at least ``target``, or None."""
-    return next((h for h in history if h["val_pixel_accuracy"] >= target), None)
-
-
 def when_reached(history, target):
-    """'epoch E, M min' for the first epoch at ``target`` or more, or how far the run got."""
-    reached = first_reaching(history, target)
+    """'epoch E, M min' for the first epoch whose held-out accuracy is ``target`` or more, or how far the run got."""
+    reached = next((h for h in history if h["val_pixel_accuracy"] >= target), None)
     if reached:
         return f"epoch {reached['epoch']}, {reached['elapsed_seconds'] / 60:.1f} min"
     return f"not in {len(history)} epochs (best {max(h['val_pixel_accuracy'] for h in history):.1%})"

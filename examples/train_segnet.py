@@ -46,7 +46,7 @@ from minidl.data import median_frequency_weights  # noqa: E402
 from minidl.metrics import SegmentationMetrics  # noqa: E402
 from minidl.models import build_model  # noqa: E402
 from minidl.models.transfer import OldSchool  # noqa: E402
-from minidl.nn import SyncBatchNorm  # noqa: E402
+from minidl.nn import SyncBatchNorm, trainable_parameter_count  # noqa: E402
 from minidl.nn.parallel import DistributedDataParallel  # noqa: E402
 from minidl.serialization import load, save  # noqa: E402
 from minidl.visualize import plot_curves, prediction_grid, to_uint8_image  # noqa: E402
@@ -331,7 +331,7 @@ def apply_freezing(model, args, epoch, frozen):
     now = args.unfreeze_after is None or epoch < args.unfreeze_after
     if now != frozen:
         model_setup.set_frozen(model, now)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        trainable = trainable_parameter_count(model)
         print(f"epoch {epoch + 1}: pretrained part {'frozen' if now else 'unfrozen'}, {trainable:,} parameters train",
               flush=True)
     return now
@@ -429,7 +429,7 @@ def main(argv=None):
         figures.update(epoch=epoch + 1, val_loss=val["loss"], val_pixel_accuracy=val["pixel_accuracy"],
                        val_class_accuracy=val["class_accuracy"], val_mean_iou=val["mean_iou"],
                        lr=optimizer.param_groups[0]["lr"],
-                       trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                       trainable_parameters=trainable_parameter_count(model),
                        # wall time since the run started, evaluation included: "minutes to reach X%"
                        elapsed_seconds=earlier_seconds + time.perf_counter() - started)
         history.append(figures)

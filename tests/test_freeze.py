@@ -52,6 +52,8 @@ def test_frozen_parameters_stay_bit_identical_and_get_no_gradient(make_optimizer
         np.testing.assert_array_equal(value, encoder_before[key], err_msg=key)
     assert not np.array_equal(model.classifier.weight.detach().numpy(), classifier_before)  # the rest did train
     assert nn.is_frozen(model.encoder) and not nn.is_frozen(model.decoder)
+    encoder_size = sum(p.numel() for p in model.encoder.parameters())
+    assert nn.trainable_parameter_count(model) == sum(p.numel() for p in model.parameters()) - encoder_size > 0
 
 
 def test_frozen_batchnorm_stays_in_eval_mode_until_unfrozen():

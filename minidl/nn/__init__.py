@@ -5,14 +5,14 @@
 """
 from . import functional
 from . import init
-from .freeze import freeze, is_frozen, unfreeze
+from .freeze import freeze, is_frozen, trainable_parameter_count, unfreeze
 from .module import IncompatibleKeys, Module, RemovableHandle
 from .modules import *  # noqa: F401,F403
 from .modules import __all__ as _layer_names
 from .parameter import Parameter
 
 __all__ = ["functional", "init", "Module", "Parameter", "IncompatibleKeys", "RemovableHandle", "freeze", "unfreeze",
-           "is_frozen", *_layer_names]
+           "is_frozen", "trainable_parameter_count", *_layer_names]
 from . import parallel  # noqa: E402  (DistributedDataParallel; mpi4py is imported only when it is used)
 
 __all__ += ["parallel"]

@@ -55,6 +55,11 @@ def unfreeze(module: Module) -> Module:
     return module
 
 
+def trainable_parameter_count(module: Module) -> int:
+    """How many parameter values of ``module`` require a gradient (what training will change)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
 def is_frozen(module: Module) -> bool:
     """True when no parameter of ``module`` requires a gradient (and it has parameters)."""
     params = list(module.parameters())
