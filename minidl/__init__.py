@@ -34,3 +34,5 @@ class cuda:  # noqa: N801  (mirrors torch.cuda.is_available)
 
 __version__ = "0.1.0"
 from .summary import summary, Summary
+from . import threads
+from .threads import get_num_threads, set_num_threads

@@ -288,7 +288,9 @@ class Relu(UnaryOp):
     @staticmethod
     def backward(ctx, grad):
         _, y = ctx.saved_tensors
-        return array_module(grad).where(y > 0, grad, grad.dtype.type(0))
+        # A multiply by the 0/1 mask, not xp.where(y > 0, grad, 0): the same numbers (for finite grad), but NumPy's
+        # where measured 13x slower (2.7 vs 0.21 ms on 8x16x64x64), 7% of a unet_small step.
+        return grad * (y > 0)
 
 
 class Clamp(Function):

@@ -1,8 +1,17 @@
 """Matrix product, batched and broadcast like ``numpy.matmul``."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd.function import Function, unbroadcast
 from ..backend import array_module
+from ..threads import split_matmul
+
+
+def _product(a, b):
+    """a @ b; on the CPU shared among minidl's threads (see minidl/threads.py)."""
+    xp = array_module(a)
+    return split_matmul(a, b) if xp is np else xp.matmul(a, b)
 
 
 class Matmul(Function):
@@ -17,7 +26,7 @@ class Matmul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return array_module(a).matmul(a, b)
+        return _product(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -31,9 +40,9 @@ class Matmul(Function):
             grad = xp.expand_dims(grad, -1)
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_a = unbroadcast(xp.matmul(grad, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+            grad_a = unbroadcast(_product(grad, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            grad_b = unbroadcast(xp.matmul(xp.swapaxes(a2, -1, -2), grad), b2.shape).reshape(b.shape)
+            grad_b = unbroadcast(_product(xp.swapaxes(a2, -1, -2), grad), b2.shape).reshape(b.shape)
         return grad_a, grad_b
 
 

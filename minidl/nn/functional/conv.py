@@ -47,6 +47,7 @@ import numpy as np
 
 from ...autograd.function import Function
 from ...backend import array_module
+from ...threads import get_num_threads, parallel_map
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -235,20 +236,23 @@ def im2col(x, geometry, scratch=False):
     return columns.reshape(n, groups, c // groups * kh * kw, oh * ow)
 
 
-def col2im(columns, geometry):
+def col2im(columns, geometry, padded=None):
     """columns (N, G, K, OH*OW) -> image (N, C, H, W): the adjoint of ``im2col``.
 
     Every column entry is *added* onto the pixel ``im2col`` copied it from;
     where kernel windows overlap (stride < kernel) a pixel receives several
-    contributions -- exactly the sum the chain rule asks for.
+    contributions -- exactly the sum the chain rule asks for. The sums
+    accumulate in a zeroed padded image (N, C, Hp, Wp), made here or given as
+    ``padded`` (then the columns are added onto it); the result is its interior.
     """
     n, groups, k = columns.shape[:3]
     (kh, kw), (oh, ow) = geometry.kernel, geometry.grid
     c = groups * k // (kh * kw)
-    if geometry.is_pointwise:
+    if geometry.is_pointwise and padded is None:
         return columns.reshape(n, c, oh, ow)
     columns = columns.reshape(n, c, kh, kw, oh, ow)
-    padded = array_module(columns).zeros((n, c) + geometry.padded_image, dtype=columns.dtype)
+    if padded is None:
+        padded = array_module(columns).zeros((n, c) + geometry.padded_image, dtype=columns.dtype)
     for i, j, (rows, cols) in window_slices(geometry.kernel, geometry.stride, geometry.dilation, geometry.grid):
         padded[:, :, rows, cols] += columns[:, :, i, j]
     return crop_image(padded, geometry.padding, geometry.image)
@@ -256,19 +260,27 @@ def col2im(columns, geometry):
 
 # =========================================================================== the three products
 # Why chunks: the columns of a whole batch are kh*kw times the input -- 265 MB for 8 images of
-# 32 channels at 240x240 with a 3x3 kernel. Made a few images at a time, into the one scratch
+# 32 channels at 240x240 with a 3x3 kernel. Made a few images at a time, into a scratch
 # buffer, they need at most about CHUNK_BYTES however large the batch. (Smaller chunks, meant to
 # keep the columns in the CPU's cache between im2col and the matmul, measured no faster here:
 # SegNet training steps at 64x64 and 128x128 took the same time with 0.5 MB to 16 MB chunks and
-# with the whole batch.) On a GPU the whole batch is one chunk: it wants big launches.
+# with the whole batch.) The chunks are also the pieces that ``parallel_map`` hands to the CPU's
+# threads (see minidl/threads.py), so there are at least as many as threads, in a multiple of
+# them so that no thread waits for a last odd chunk. On a GPU the whole batch is one chunk: it
+# wants big launches.
 CHUNK_BYTES = 32 << 20
 
 
 def image_chunks(x, bytes_per_image):
-    """Slices of the batch axis, each holding about ``CHUNK_BYTES`` of columns (at least one image)."""
+    """Slices of the batch axis of near-equal size, each about ``CHUNK_BYTES`` of columns or less."""
     n = x.shape[0]
-    step = n if array_module(x) is not np else max(1, CHUNK_BYTES // max(bytes_per_image, 1))
-    return [slice(start, start + step) for start in range(0, n, step)]
+    if array_module(x) is not np:
+        return [slice(0, n)]
+    threads = get_num_threads()
+    needed = -(-n // max(1, CHUNK_BYTES // max(bytes_per_image, 1)))  # ceil: chunks that fit CHUNK_BYTES
+    count = min(n, -(-needed // threads) * threads)  # rounded up to a multiple of the threads
+    bounds = [n * i // count for i in range(count + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
 
 def _column_bytes(x, geometry):
@@ -292,9 +304,12 @@ def columns_times_weight(weight, x, geometry):
     xp, (n, out_channels), groups = array_module(x), (x.shape[0], weight.shape[0]), geometry.groups
     out = xp.empty((n, out_channels) + geometry.grid, dtype=x.dtype)
     weights = _grouped(weight, groups)
-    for chunk in image_chunks(x, _column_bytes(x, geometry)):
+
+    def multiply(chunk):  # each chunk writes its own images of ``out``: chunks may run at once
         columns = im2col(x[chunk], geometry, scratch=True)  # (n_chunk, G, K, OH*OW)
         xp.matmul(weights, columns, out=out[chunk].reshape(columns.shape[:2] + (-1, columns.shape[3])))
+
+    parallel_map(multiply, image_chunks(x, _column_bytes(x, geometry)))
     return out
 
 
@@ -354,12 +369,23 @@ def image_gradient(weight, grad_out, geometry):
     n, groups = grad_out.shape[0], geometry.groups
     grad_groups = grad_out.reshape(n, groups, -1, grad_out.shape[2] * grad_out.shape[3])  # (N, G, O/G, L)
     weight_t = _grouped(weight, groups).swapaxes(1, 2)  # (G, K, O/G): a view, BLAS reads it transposed
-    # The (N, G, K, L) column gradient is a big temporary that col2im consumes at once: scratch memory.
-    # Not for a 1x1 conv, where col2im returns the columns themselves (reshaped) as the result.
-    shape = (n, groups, weight_t.shape[1], grad_groups.shape[3])
-    out = None if geometry.is_pointwise else _scratch.empty(xp, shape, grad_out.dtype)
-    grad_columns = xp.matmul(weight_t, grad_groups, out=out)
-    return col2im(grad_columns, geometry)
+    channels = weight_t.shape[1] * groups // (geometry.kernel[0] * geometry.kernel[1])
+    pointwise = geometry.is_pointwise  # 1x1: the column gradient IS the image gradient, nothing to add up
+    padded = (xp.empty if pointwise else xp.zeros)((n, channels) + geometry.padded_image, dtype=grad_out.dtype)
+
+    def scatter(chunk):  # each chunk writes its own images of ``padded``: chunks may run at once
+        images = padded[chunk]
+        shape = (images.shape[0], groups, weight_t.shape[1], grad_groups.shape[3])  # (n_chunk, G, K, L)
+        if pointwise:
+            xp.matmul(weight_t, grad_groups[chunk], out=images.reshape(shape))
+            return
+        # The column gradient is a big temporary that col2im consumes at once: scratch memory.
+        grad_columns = xp.matmul(weight_t, grad_groups[chunk], out=_scratch.empty(xp, shape, grad_out.dtype))
+        col2im(grad_columns, geometry, images)
+
+    bytes_per_image = weight_t.shape[1] * groups * grad_groups.shape[3] * grad_out.itemsize
+    parallel_map(scatter, image_chunks(grad_out, bytes_per_image))
+    return crop_image(padded, geometry.padding, geometry.image)
 
 
 def weight_gradient(grad_out, x, weight_shape, geometry):
@@ -369,14 +395,14 @@ def weight_gradient(grad_out, x, weight_shape, geometry):
     Each chunk's batched matmul gives a (n_chunk, G, O/G, K) stack of
     per-image products -- weight-sized, small -- summed into the result.
     """
-    xp, groups = array_module(x), geometry.groups
-    total = None
-    for chunk in image_chunks(x, _column_bytes(x, geometry)):
+    xp = array_module(x)
+
+    def chunk_product(chunk):  # (G, O/G, K), this chunk's share of dW
         columns = im2col(x[chunk], geometry, scratch=True)  # (n_chunk, G, K, L)
         grad_groups = grad_out[chunk].reshape(columns.shape[:2] + (-1, columns.shape[3]))  # (n_chunk, G, O/G, L)
-        summed = xp.matmul(grad_groups, columns.swapaxes(2, 3)).sum(axis=0)  # (G, O/G, K)
-        total = summed if total is None else total + summed
-    return total.reshape(weight_shape)
+        return xp.matmul(grad_groups, columns.swapaxes(2, 3)).sum(axis=0)
+
+    return sum(parallel_map(chunk_product, image_chunks(x, _column_bytes(x, geometry)))).reshape(weight_shape)
 
 
 def _bias_gradient(grad_out):

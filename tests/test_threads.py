@@ -1,0 +1,134 @@
+"""minidl.set_num_threads: the CPU work split over threads gives the results of one thread."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import minidl
+import minidl.nn.functional as F
+from minidl import threads
+from minidl.nn.functional import conv
+from minidl.testing import conv_configs
+
+from .helpers import assert_close
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+@pytest.fixture(autouse=True)
+def restore_thread_count():
+    before = minidl.get_num_threads()
+    yield
+    minidl.set_num_threads(before)
+
+
+def rand(shape, seed, dtype=np.float32):
+    return np.random.default_rng(seed).uniform(-1, 1, size=shape).astype(dtype)
+
+
+def run_with_threads(count, function):
+    minidl.set_num_threads(count)
+    return function()
+
+
+def conv_results(op, config, seed, x_array, w_array):
+    """The op's output and its input, weight and bias gradients, as NumPy arrays."""
+    x = minidl.tensor(x_array, requires_grad=True)
+    w = minidl.tensor(w_array, requires_grad=True)
+    channels = w_array.shape[0] if op is F.conv2d else w_array.shape[1] * config["groups"]
+    b = minidl.tensor(rand((channels,), seed + 1), requires_grad=True)
+    keys = ("stride", "padding", "dilation", "groups") + (("output_padding",) if op is F.conv_transpose2d else ())
+    y = op(x, w, b, **{k: config[k] for k in keys})
+    (y * minidl.tensor(rand(y.shape, seed + 2))).sum().backward()
+    return [t.detach().numpy().copy() for t in (y, x.grad, w.grad, b.grad)]
+
+
+# Up to 7 images and 12 channels, so that the batch splits unevenly and the flipped-kernel route
+# (8 or more input channels) is drawn too; CHUNK_BYTES tiny, so there are more chunks than threads.
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv2d", "conv_transpose2d"])
+@given(data=st.data(), seed=seeds, thread_count=st.integers(2, 3))
+def test_split_over_threads_equals_one_thread(transposed, data, seed, thread_count):
+    config = data.draw(conv_configs(max_batch=7, max_channels=12, max_groups=2, transposed=transposed))
+    if transposed and min(
+        (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
+        for size, s, p, d, k, extra in zip(config["x_shape"][2:], config["stride"], config["padding"],
+                                           config["dilation"], config["w_shape"][2:], config["output_padding"])
+    ) < 1:
+        return  # a padding that eats the whole output: not a valid call
+    op = F.conv_transpose2d if transposed else F.conv2d
+    x_array, w_array = rand(config["x_shape"], seed), rand(config["w_shape"], seed + 3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "CHUNK_BYTES", data.draw(st.sampled_from([1, 256, 32 << 20])))
+        one = run_with_threads(1, lambda: conv_results(op, config, seed, x_array, w_array))
+        split = run_with_threads(thread_count, lambda: conv_results(op, config, seed, x_array, w_array))
+    for expected, actual, name in zip(one, split, ["output", "input grad", "weight grad", "bias grad"]):
+        # the weight gradient adds the chunks' sums in another order: float32 rounding differs
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@given(n=st.integers(1, 40), bytes_per_image=st.integers(1, 1 << 26), thread_count=st.integers(1, 4))
+def test_image_chunks_cover_the_batch_in_a_multiple_of_the_threads(n, bytes_per_image, thread_count):
+    minidl.set_num_threads(thread_count)
+    chunks = conv.image_chunks(np.empty((n, 1)), bytes_per_image)
+    assert chunks[0].start == 0 and chunks[-1].stop == n
+    assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:])), "chunks must be adjacent"
+    sizes = [c.stop - c.start for c in chunks]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1, f"uneven chunks {sizes}"
+    assert len(chunks) == n or len(chunks) % thread_count == 0, f"{len(chunks)} chunks for {thread_count} threads"
+    if bytes_per_image <= conv.CHUNK_BYTES:
+        assert max(sizes) * bytes_per_image <= conv.CHUNK_BYTES, "a chunk's columns exceed CHUNK_BYTES"
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [
+    ((300, 200), (200, 90)),        # a taller than b is wide: row blocks
+    ((20, 200), (200, 900)),        # b wider: column blocks
+    ((3, 300, 200), (200, 90)),     # batched a, shared b
+    ((300, 200), (3, 200, 90)),     # shared a, batched b (broadcast)
+    ((2, 40), (40, 5)),             # too small to split: plain numpy.matmul
+])
+@given(thread_count=st.integers(2, 3), seed=seeds)
+def test_split_matmul_equals_numpy(a_shape, b_shape, thread_count, seed):
+    minidl.set_num_threads(thread_count)
+    a, b = rand(a_shape, seed), rand(b_shape, seed + 1)
+    np.testing.assert_allclose(threads.split_matmul(a, b), np.matmul(a, b), rtol=1e-5, atol=1e-5)
+
+
+def test_linear_layer_gradients_with_threads():
+    x_array, w_array = rand((64, 512), 0, np.float64), rand((256, 512), 1, np.float64)
+
+    def run():
+        x, w = minidl.tensor(x_array, requires_grad=True), minidl.tensor(w_array, requires_grad=True)
+        y = x @ w.T
+        (y * y).sum().backward()
+        return x.grad.numpy(), w.grad.numpy()
+
+    for expected, actual in zip(run_with_threads(1, run), run_with_threads(2, run)):
+        assert_close(actual, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_parallel_map_keeps_order_and_raises_a_failing_items_error():
+    minidl.set_num_threads(2)
+    assert threads.parallel_map(lambda i: i * i, range(7)) == [0, 1, 4, 9, 16, 25, 36]
+
+    def fail_on_three(i):
+        if i == 3:
+            raise KeyError("item three")
+        return i
+
+    with pytest.raises(KeyError, match="item three"):
+        threads.parallel_map(fail_on_three, range(5))
+
+
+@pytest.mark.skipif(not threads._openblas.found, reason="NumPy's BLAS is not an OpenBLAS minidl can reach")
+def test_blas_gets_its_own_thread_count_back():
+    own = threads._blas_own_count
+    minidl.set_num_threads(2)
+    threads.parallel_map(lambda i: i, range(2))
+    assert threads._openblas.get() == 1, "while minidl splits the work, BLAS must run one thread per call"
+    minidl.set_num_threads(1)
+    assert threads._openblas.get() == own
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", None])
+def test_set_num_threads_rejects_what_is_not_a_positive_int(bad):
+    with pytest.raises(ValueError, match=f"set_num_threads: expected a positive int, got {bad!r}"):
+        minidl.set_num_threads(bad)
