@@ -129,22 +129,20 @@ def set_num_threads(count):
 def parallel_map(function, items):
     """[function(item) for item in items], the items shared among ``get_num_threads()`` threads.
 
-    With one thread, or no way to make BLAS single-threaded, it is exactly that
-    list comprehension. ``function`` must not write to memory another item
+    With one thread, one item, or no way to make BLAS single-threaded, it is
+    exactly that list comprehension. ``function`` must not write to memory another item
     reads; each thread has its own conv scratch buffer (``threading.local``).
     An exception in any item is raised here.
     """
     global _pool
     items = list(items)
-    if _threads == 1 or not _openblas.found:
+    if _threads == 1 or len(items) < 2 or not _openblas.found:
         return [function(item) for item in items]
     # From here on BLAS runs one thread per call, and stays so (set_num_threads(1) undoes it).
     # Why not one BLAS thread only inside this call and all of them outside? OpenBLAS's idle
     # workers spin for a while after each multi-threaded call; switching per call let them
     # steal the cores from ours (measured: most of the gain was lost).
     _openblas.set(1)
-    if len(items) == 1:  # nothing to share: the caller's thread does it
-        return [function(items[0])]
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="minidl")
     return list(_pool.map(function, items))
