@@ -4,8 +4,8 @@
 
 Runs (each a fresh process, global batch --batch images of --size x --size, float32, SGD):
 
-- 1 process, 1 BLAS thread                          (the unit of compute)
-- 1 process, 2 BLAS threads                         (the usual way to use both cores)
+- 1 process, 1 thread                               (the unit of compute)
+- 1 process, 2 threads: minidl's convolutions split the batch over them (minidl/threads.py)
 - 2 ranks x 1 thread: DistributedDataParallel + SyncBatchNorm, batch/2 images each,
   with overlap on and off (mpiexec)
 - 2 ranks, communication alone: SegNetSmall's gradients all-reduced one tensor at a
