@@ -5,6 +5,7 @@
     (x * x).sum().backward()
     x.grad            # tensor([2., 4., 6.])
 """
+from . import memory  # noqa: F401  (first: big arrays reuse freed memory; see minidl/memory.py)
 from . import dtypes
 from .dtypes import bool_ as bool, float16, float32, float64, half, double, int8, int16, int32, int64, long, uint8
 from .backend import Device as device, cuda_is_available, manual_seed, initial_seed
