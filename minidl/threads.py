@@ -22,7 +22,7 @@ Measured on 2 cores, training steps alternated in one process (1 thread with
 a 2-thread BLAS vs 2 threads with 1-thread BLAS): unet_small batch 8 at 64x64
 347 -> 303 ms, SegNetSmall batch 4 at 128x128 1080 -> 931 ms (1.15x, 1.16x).
 The splits live in ``minidl/nn/functional/conv.py`` (by images) and
-``split_matmul`` below (by rows).
+``matmul`` below (by rows or columns).
 """
 from __future__ import annotations
 
@@ -30,11 +30,14 @@ import contextlib
 import ctypes
 import glob
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel_map", "split_matmul", "blas_threads"]
+from .backend import array_module
+
+__all__ = ["get_num_threads", "set_num_threads", "parallel_map", "matmul", "blas_threads"]
 
 
 # --------------------------------------------------------------------------- BLAS's thread count
@@ -130,13 +133,15 @@ def parallel_map(function, items):
     """[function(item) for item in items], the items shared among ``get_num_threads()`` threads.
 
     With one thread, one item, or no way to make BLAS single-threaded, it is
-    exactly that list comprehension. ``function`` must not write to memory another item
-    reads; each thread has its own conv scratch buffer (``threading.local``).
-    An exception in any item is raised here.
+    exactly that list comprehension -- and so it is inside one of our threads
+    (a nested split would wait for threads that are all busy waiting).
+    ``function`` must not write to memory another item reads; each thread has
+    its own conv scratch buffer (``threading.local``). An exception in any
+    item is raised here.
     """
     global _pool
     items = list(items)
-    if _threads == 1 or len(items) < 2 or not _openblas.found:
+    if _threads == 1 or len(items) < 2 or not _openblas.found or _in_our_thread():
         return [function(item) for item in items]
     # From here on BLAS runs one thread per call, and stays so (set_num_threads(1) undoes it).
     # Why not one BLAS thread only inside this call and all of them outside? OpenBLAS's idle
@@ -144,22 +149,36 @@ def parallel_map(function, items):
     # steal the cores from ours (measured: most of the gain was lost).
     _openblas.set(1)
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="minidl")
+        _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="minidl", initializer=_mark_as_ours)
     return list(_pool.map(function, items))
 
 
-def split_matmul(a, b):
-    """``numpy.matmul(a, b)`` for arrays of 2 or more dimensions, its rows shared among the threads.
+_local = threading.local()
+
+
+def _mark_as_ours():
+    _local.ours = True
+
+
+def _in_our_thread():
+    return getattr(_local, "ours", False)
+
+
+def matmul(a, b, out=None):
+    """``xp.matmul(a, b, out=out)``; on the CPU, for arrays of 2 or more dimensions, shared among the threads.
 
     a (..., M, K), b (..., K, N) -> (..., M, N). Each thread multiplies a block
-    of a's rows (or of b's columns, when a has fewer rows than threads) into
-    its own part of the result -- what BLAS would do with its own threads,
+    of a's rows (or of b's columns, when a has fewer rows than b has columns)
+    into its own part of the result -- what BLAS would do with its threads,
     which ``parallel_map`` has turned off. Small products stay in one piece.
     """
-    if _threads == 1 or a.ndim < 2 or b.ndim < 2 or a.shape[-2] * a.shape[-1] * b.shape[-1] < SPLIT_MIN_MULTIPLY_ADDS:
-        return np.matmul(a, b)
-    out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
-                   dtype=np.result_type(a, b))
+    xp = array_module(a)
+    if (xp is not np or _threads == 1 or a.ndim < 2 or b.ndim < 2
+            or a.shape[-2] * a.shape[-1] * b.shape[-1] < SPLIT_MIN_MULTIPLY_ADDS):
+        return xp.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
+                       dtype=np.result_type(a, b))
     along_rows = a.shape[-2] >= b.shape[-1]
     size = a.shape[-2] if along_rows else b.shape[-1]
     bounds = [size * i // _threads for i in range(_threads + 1)]

@@ -86,10 +86,14 @@ def test_image_chunks_cover_the_batch_in_a_multiple_of_the_threads(n, bytes_per_
     ((2, 40), (40, 5)),             # too small to split: plain numpy.matmul
 ])
 @given(thread_count=st.integers(2, 3), seed=seeds)
-def test_split_matmul_equals_numpy(a_shape, b_shape, thread_count, seed):
+def test_threaded_matmul_equals_numpy(a_shape, b_shape, thread_count, seed):
     minidl.set_num_threads(thread_count)
     a, b = rand(a_shape, seed), rand(b_shape, seed + 1)
-    np.testing.assert_allclose(threads.split_matmul(a, b), np.matmul(a, b), rtol=1e-5, atol=1e-5)
+    expected = np.matmul(a, b)
+    np.testing.assert_allclose(threads.matmul(a, b), expected, rtol=1e-5, atol=1e-5)
+    out = np.full_like(expected, np.nan)
+    assert threads.matmul(a, b, out=out) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_linear_layer_gradients_with_threads():
@@ -103,6 +107,23 @@ def test_linear_layer_gradients_with_threads():
 
     for expected, actual in zip(run_with_threads(1, run), run_with_threads(2, run)):
         assert_close(actual, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_a_split_inside_a_split_runs_in_place():
+    """Nested parallel_map calls run in the worker itself: waiting for the busy pool would hang."""
+    minidl.set_num_threads(2)
+    inner = lambda i: threads.parallel_map(lambda j: (i, j, threads._in_our_thread()), range(3))  # noqa: E731
+    results = threads.parallel_map(inner, range(4))
+    assert [[(i, j) for i, j, _ in row] for row in results] == [[(i, j) for j in range(3)] for i in range(4)]
+    if threads._openblas.found:
+        assert all(ours for row in results for _, _, ours in row), "the outer items should run in minidl's threads"
+
+
+def test_one_image_conv_shares_its_matmul_among_the_threads():
+    """A batch of one is one chunk: the product's columns are split instead (same numbers)."""
+    x_array, w_array = rand((1, 16, 40, 40), 0), rand((32, 16, 3, 3), 1)
+    run = lambda: F.conv2d(minidl.tensor(x_array), minidl.tensor(w_array), padding=1).numpy()  # noqa: E731
+    np.testing.assert_allclose(run_with_threads(2, run), run_with_threads(1, run), rtol=1e-5, atol=1e-5)
 
 
 def test_parallel_map_keeps_order_and_raises_a_failing_items_error():

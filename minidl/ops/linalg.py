@@ -1,17 +1,9 @@
 """Matrix product, batched and broadcast like ``numpy.matmul``."""
 from __future__ import annotations
 
-import numpy as np
-
 from ..autograd.function import Function, unbroadcast
 from ..backend import array_module
-from ..threads import split_matmul
-
-
-def _product(a, b):
-    """a @ b; on the CPU shared among minidl's threads (see minidl/threads.py)."""
-    xp = array_module(a)
-    return split_matmul(a, b) if xp is np else xp.matmul(a, b)
+from ..threads import matmul as _product  # xp.matmul, on the CPU shared among minidl's threads
 
 
 class Matmul(Function):

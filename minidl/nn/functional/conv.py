@@ -47,6 +47,7 @@ import numpy as np
 
 from ...autograd.function import Function
 from ...backend import array_module
+from ... import threads
 from ...threads import get_num_threads, parallel_map
 
 __all__ = ["conv2d", "conv_transpose2d"]
@@ -266,8 +267,9 @@ def col2im(columns, geometry, padded=None):
 # SegNet training steps at 64x64 and 128x128 took the same time with 0.5 MB to 16 MB chunks and
 # with the whole batch.) The chunks are also the pieces that ``parallel_map`` hands to the CPU's
 # threads (see minidl/threads.py), so there are at least as many as threads, in a multiple of
-# them so that no thread waits for a last odd chunk. On a GPU the whole batch is one chunk: it
-# wants big launches.
+# them so that no thread waits for a last odd chunk. A single image is one chunk: then
+# ``threads.matmul`` shares its product's columns among the threads instead. On a GPU the whole
+# batch is one chunk: it wants big launches.
 CHUNK_BYTES = 32 << 20
 
 
@@ -276,9 +278,9 @@ def image_chunks(x, bytes_per_image):
     n = x.shape[0]
     if array_module(x) is not np:
         return [slice(0, n)]
-    threads = get_num_threads()
+    thread_count = get_num_threads()
     needed = -(-n // max(1, CHUNK_BYTES // max(bytes_per_image, 1)))  # ceil: chunks that fit CHUNK_BYTES
-    count = min(n, -(-needed // threads) * threads)  # rounded up to a multiple of the threads
+    count = min(n, -(-needed // thread_count) * thread_count)  # rounded up to a multiple of the threads
     bounds = [n * i // count for i in range(count + 1)]
     return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
@@ -307,7 +309,7 @@ def columns_times_weight(weight, x, geometry):
 
     def multiply(chunk):  # each chunk writes its own images of ``out``: chunks may run at once
         columns = im2col(x[chunk], geometry, scratch=True)  # (n_chunk, G, K, OH*OW)
-        xp.matmul(weights, columns, out=out[chunk].reshape(columns.shape[:2] + (-1, columns.shape[3])))
+        threads.matmul(weights, columns, out=out[chunk].reshape(columns.shape[:2] + (-1, columns.shape[3])))
 
     parallel_map(multiply, image_chunks(x, _column_bytes(x, geometry)))
     return out
@@ -377,10 +379,10 @@ def image_gradient(weight, grad_out, geometry):
         images = padded[chunk]
         shape = (images.shape[0], groups, weight_t.shape[1], grad_groups.shape[3])  # (n_chunk, G, K, L)
         if pointwise:
-            xp.matmul(weight_t, grad_groups[chunk], out=images.reshape(shape))
+            threads.matmul(weight_t, grad_groups[chunk], out=images.reshape(shape))
             return
         # The column gradient is a big temporary that col2im consumes at once: scratch memory.
-        grad_columns = xp.matmul(weight_t, grad_groups[chunk], out=_scratch.empty(xp, shape, grad_out.dtype))
+        grad_columns = threads.matmul(weight_t, grad_groups[chunk], out=_scratch.empty(xp, shape, grad_out.dtype))
         col2im(grad_columns, geometry, images)
 
     bytes_per_image = weight_t.shape[1] * groups * grad_groups.shape[3] * grad_out.itemsize
@@ -395,12 +397,10 @@ def weight_gradient(grad_out, x, weight_shape, geometry):
     Each chunk's batched matmul gives a (n_chunk, G, O/G, K) stack of
     per-image products -- weight-sized, small -- summed into the result.
     """
-    xp = array_module(x)
-
     def chunk_product(chunk):  # (G, O/G, K), this chunk's share of dW
         columns = im2col(x[chunk], geometry, scratch=True)  # (n_chunk, G, K, L)
         grad_groups = grad_out[chunk].reshape(columns.shape[:2] + (-1, columns.shape[3]))  # (n_chunk, G, O/G, L)
-        return xp.matmul(grad_groups, columns.swapaxes(2, 3)).sum(axis=0)
+        return threads.matmul(grad_groups, columns.swapaxes(2, 3)).sum(axis=0)
 
     return sum(parallel_map(chunk_product, image_chunks(x, _column_bytes(x, geometry)))).reshape(weight_shape)
 
