@@ -202,7 +202,7 @@ def test_larger_layer_matches_torch_in_float32():
 
 @contextlib.contextmanager
 def one_image_chunks():
-    """A chunk budget of one byte: every image gets its own im2col chunk (see conv.CHUNK_BYTES).
+    """A piece budget of one byte: im2col runs one output row of one image at a time (see conv.CHUNK_BYTES).
 
     Also takes the flipped-kernel input gradient for any channel count (conv.FLIPPED_MIN_CHANNELS),
     so these small hypothesis shapes check that route too; the other tests check col2im's.

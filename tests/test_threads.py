@@ -78,6 +78,24 @@ def test_image_chunks_cover_the_batch_in_a_multiple_of_the_threads(n, bytes_per_
         assert max(sizes) * bytes_per_image <= conv.CHUNK_BYTES, "a chunk's columns exceed CHUNK_BYTES"
 
 
+@given(config=conv_configs(max_batch=5, max_channels=6, max_kernel=4), budget=st.sampled_from([1, 64, 700, 1 << 22]),
+       thread_count=st.integers(1, 3))
+def test_conv_pieces_cover_every_output_pixel_once(config, budget, thread_count):
+    from minidl.nn.functional.conv import _conv2d_geometry
+    minidl.set_num_threads(thread_count)
+    x = np.empty(config["x_shape"], np.float32)
+    geometry = _conv2d_geometry(x.shape, config["w_shape"], None, config["stride"], config["padding"],
+                                config["dilation"], config["groups"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "CHUNK_BYTES", budget)
+        pieces = conv.conv_pieces(x, geometry)
+    covered = np.zeros((x.shape[0], geometry.grid[0]), int)
+    for images, rows in pieces:
+        assert images.stop > images.start and rows.stop > rows.start, "empty piece"
+        covered[images, rows] += 1
+    assert (covered == 1).all(), f"pieces {pieces} cover some (image, row) {covered.min()}..{covered.max()} times"
+
+
 @pytest.mark.parametrize("a_shape, b_shape", [
     ((300, 200), (200, 90)),        # a taller than b is wide: row blocks
     ((20, 200), (200, 900)),        # b wider: column blocks

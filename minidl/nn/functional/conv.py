@@ -147,17 +147,19 @@ def window_slices(kernel, stride, dilation, grid):
             yield i, j, (rows, slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
 
 
-def pad_image(x, padding, fill, size=None):
+def pad_image(x, padding, fill, size=None, out=None):
     """x (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw) with ``fill`` around it (or larger: ``size``).
 
-    Returns ``x`` itself when nothing is added. Only the border strips are
-    filled, not the whole buffer first: one pass over memory instead of two.
+    Returns ``x`` itself when nothing is added, else a new array (or ``out``,
+    filled). Only the border strips are filled, not the whole buffer first:
+    one pass over memory instead of two.
     """
     (ph, pw), (n, c, h, w) = padding, x.shape
     total_h, total_w = size if size is not None else (h + 2 * ph, w + 2 * pw)
     if (total_h, total_w) == (h, w):
         return x
-    out = array_module(x).empty((n, c, total_h, total_w), dtype=x.dtype)
+    if out is None:
+        out = array_module(x).empty((n, c, total_h, total_w), dtype=x.dtype)
     out[:, :, :ph, :] = fill
     out[:, :, ph + h :, :] = fill
     out[:, :, ph : ph + h, :pw] = fill
@@ -215,26 +217,36 @@ def im2col(x, geometry, scratch=False):
     ``_Scratch``): the caller must be done with the columns before the next
     convolution runs.
     """
-    n, c = x.shape[:2]
-    (kh, kw), (oh, ow), groups = geometry.kernel, geometry.grid, geometry.groups
-    if geometry.is_pointwise:  # 1x1 conv: each pixel's column is its channel vector already
-        return x.reshape(n, groups, c // groups, oh * ow)
     padded = pad_image(x, geometry.padding, 0)
-    # Preallocated and written once, slice by slice. The layout (N, C, kh, kw, OH, OW)
-    # reshapes to (N, G, K, OH*OW) as a view: the matmul operands are contiguous.
-    shape, xp = (n, c, kh, kw, oh, ow), array_module(x)
-    columns = _scratch.empty(xp, shape, x.dtype) if scratch else xp.empty(shape, dtype=x.dtype)
+    return band_columns(padded, geometry, slice(0, geometry.grid[0]), scratch)
+
+
+def band_columns(padded, geometry, rows, scratch=False):
+    """padded (N, C, Hp, Wp) -> the columns (N, G, K, R*OW) of the R output rows ``rows`` only.
+
+    A band of rows is how a large image is cut into pieces of cache size (see
+    ``conv_pieces``); ``rows = slice(0, OH)`` gives all of im2col's columns.
+    """
+    n, c = padded.shape[:2]
+    (kh, kw), ow, groups = geometry.kernel, geometry.grid[1], geometry.groups
+    if geometry.is_pointwise:  # 1x1 conv: each pixel's column is its channel vector already
+        return padded.reshape(n, groups, c // groups, -1)[..., rows.start * ow : rows.stop * ow]
+    # Preallocated and written once. The layout (N, C, kh, kw, R, OW) reshapes to
+    # (N, G, K, R*OW) as a view: the matmul operands are contiguous.
+    shape, xp = (n, c, kh, kw, rows.stop - rows.start, ow), array_module(padded)
+    columns = _scratch.empty(xp, shape, padded.dtype) if scratch else xp.empty(shape, dtype=padded.dtype)
     # All kh*kw shifted windows at once: a view of the padded image in the columns' own
-    # (N, C, kh, kw, OH, OW) layout -- kernel offset (i, j) moves i*dh rows and j*dw columns,
+    # (N, C, kh, kw, R, OW) layout -- kernel offset (i, j) moves i*dh rows and j*dw columns,
     # output pixel (r, q) r*sh rows and q*sw columns -- copied in ONE pass (the view is only
     # read, never returned). Measured against one slice copy per kernel offset: the copy 10%
     # faster at 8x16x64x64, 34% at 128x128; training steps (alternated) unet_small b8@64
     # 283 -> 272 ms, SegNetSmall b4@128 1161 -> 1142 ms.
-    s_n, s_c, s_h, s_w = padded.strides
     (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
-    windows = xp.lib.stride_tricks.as_strided(padded, shape, (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
+    band = padded[:, :, rows.start * sh :]  # output row r reads from padded row r*sh on
+    s_n, s_c, s_h, s_w = band.strides
+    windows = xp.lib.stride_tricks.as_strided(band, shape, (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
     xp.copyto(columns, windows)
-    return columns.reshape(n, groups, c // groups * kh * kw, oh * ow)
+    return columns.reshape(n, groups, c // groups * kh * kw, -1)
 
 
 def col2im(columns, geometry, padded=None):
@@ -260,17 +272,18 @@ def col2im(columns, geometry, padded=None):
 
 
 # =========================================================================== the three products
-# Why chunks: the columns of a whole batch are kh*kw times the input -- 265 MB for 8 images of
-# 32 channels at 240x240 with a 3x3 kernel. Made a few images at a time, into a scratch
-# buffer, they need at most about CHUNK_BYTES however large the batch. (Smaller chunks, meant to
-# keep the columns in the CPU's cache between im2col and the matmul, measured no faster here:
-# SegNet training steps at 64x64 and 128x128 took the same time with 0.5 MB to 16 MB chunks and
-# with the whole batch.) The chunks are also the pieces that ``parallel_map`` hands to the CPU's
-# threads (see minidl/threads.py), so there are at least as many as threads, in a multiple of
-# them so that no thread waits for a last odd chunk. A single image is one chunk: then
-# ``threads.matmul`` shares its product's columns among the threads instead. On a GPU the whole
-# batch is one chunk: it wants big launches.
-CHUNK_BYTES = 32 << 20
+# Why pieces: the columns of a whole batch are kh*kw times the input -- 265 MB for 8 images of
+# 32 channels at 240x240 with a 3x3 kernel. Made a piece at a time, into a scratch buffer, they
+# need at most about CHUNK_BYTES however large the batch, and a piece that small is still in
+# the CPU's cache when the matmul reads it back: with two threads, 4 MB pieces (bands of 16
+# rows of one image) made the forward of that layer 1.47x faster than 32 MB pieces (whole
+# images; 133 vs 196 ms). Small images are grouped, a few per piece. The pieces are also what
+# ``parallel_map`` hands to the CPU's threads (see minidl/threads.py), so there are at least as
+# many as threads, in a multiple of them when whole images are grouped so that no thread waits
+# for a last odd piece. A single image is one piece: then ``threads.matmul`` shares its
+# product's columns among the threads instead. On a GPU the whole batch is one piece: it wants
+# big launches.
+CHUNK_BYTES = 4 << 20
 
 
 def image_chunks(x, bytes_per_image):
@@ -285,10 +298,32 @@ def image_chunks(x, bytes_per_image):
     return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
 
-def _column_bytes(x, geometry):
-    """Size in bytes of one image's columns: K * OH * OW values."""
-    kh, kw = geometry.kernel
-    return x.shape[1] * kh * kw * geometry.grid[0] * geometry.grid[1] * x.itemsize
+def conv_pieces(x, geometry):
+    """(images, rows) slice pairs: the pieces a conv's columns are made in (see CHUNK_BYTES above).
+
+    Whole images (a few per piece) while one image's columns fit CHUNK_BYTES;
+    otherwise bands of output rows of one image at a time, of near-equal height.
+    """
+    n, (oh, ow) = x.shape[0], geometry.grid
+    (kh, kw), all_rows = geometry.kernel, slice(0, oh)
+    row_bytes = x.shape[1] * kh * kw * ow * x.itemsize  # one output row's columns
+    if array_module(x) is not np or geometry.is_pointwise or oh * row_bytes <= CHUNK_BYTES:
+        return [(images, all_rows) for images in image_chunks(x, oh * row_bytes)]
+    bands = -(-oh // max(1, CHUNK_BYTES // row_bytes))  # ceil
+    bounds = [oh * i // bands for i in range(bands + 1)]
+    return [(slice(i, i + 1), slice(start, stop)) for i in range(n) for start, stop in zip(bounds, bounds[1:])]
+
+
+def _padded_by_threads(x, geometry):
+    """pad_image(x, padding, 0), the images shared among the threads: a whole batch's copy
+    (60 MB for 8x32x240x240) is too long to leave on one core while the pieces wait for it."""
+    (ph, pw), (n, c, h, w) = geometry.padding, x.shape
+    if (ph, pw) == (0, 0):
+        return x
+    padded = array_module(x).empty((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    parallel_map(lambda images: pad_image(x[images], geometry.padding, 0, out=padded[images]),
+                 image_chunks(x, padded[0].nbytes))
+    return padded
 
 
 def _grouped(weight, groups):
@@ -296,22 +331,30 @@ def _grouped(weight, groups):
     return weight.reshape(groups, weight.shape[0] // groups, -1)
 
 
+def _pixel_range(rows, width):
+    """Output rows [r0, r1) as a slice of the flattened OH*OW pixels."""
+    return slice(rows.start * width, rows.stop * width)
+
+
 def columns_times_weight(weight, x, geometry):
-    """conv2d's forward product: y = W @ im2col(x), a few images at a time.
+    """conv2d's forward product: y = W @ im2col(x), a piece at a time.
 
     weight (O, C/G, kh, kw), x (N, C, H, W) -> y (N, O, OH, OW).
-    ``matmul`` broadcasts the (G, O/G, K) weights over the chunk's images and
+    ``matmul`` broadcasts the (G, O/G, K) weights over the piece's images and
     calls BLAS once per (image, group) from C.
     """
     xp, (n, out_channels), groups = array_module(x), (x.shape[0], weight.shape[0]), geometry.groups
     out = xp.empty((n, out_channels) + geometry.grid, dtype=x.dtype)
+    out_pixels = out.reshape(n, groups, out_channels // groups, -1)  # (N, G, O/G, OH*OW), a view
     weights = _grouped(weight, groups)
+    padded = _padded_by_threads(x, geometry)
 
-    def multiply(chunk):  # each chunk writes its own images of ``out``: chunks may run at once
-        columns = im2col(x[chunk], geometry, scratch=True)  # (n_chunk, G, K, OH*OW)
-        threads.matmul(weights, columns, out=out[chunk].reshape(columns.shape[:2] + (-1, columns.shape[3])))
+    def multiply(piece):  # each piece writes its own pixels of ``out``: pieces may run at once
+        images, rows = piece
+        columns = band_columns(padded[images], geometry, rows, scratch=True)  # (n_piece, G, K, R*OW)
+        threads.matmul(weights, columns, out=out_pixels[images, :, :, _pixel_range(rows, geometry.grid[1])])
 
-    parallel_map(multiply, image_chunks(x, _column_bytes(x, geometry)))
+    parallel_map(multiply, conv_pieces(x, geometry))
     return out
 
 
@@ -394,15 +437,20 @@ def weight_gradient(grad_out, x, weight_shape, geometry):
     """conv2d's weight gradient: dW = sum over the batch of dy @ im2col(x)^T, a few images at a time.
 
     grad_out (N, O, OH, OW), x (N, C, H, W) -> dW (O, C/G, kh, kw).
-    Each chunk's batched matmul gives a (n_chunk, G, O/G, K) stack of
+    Each piece's batched matmul gives a (n_piece, G, O/G, K) stack of
     per-image products -- weight-sized, small -- summed into the result.
     """
-    def chunk_product(chunk):  # (G, O/G, K), this chunk's share of dW
-        columns = im2col(x[chunk], geometry, scratch=True)  # (n_chunk, G, K, L)
-        grad_groups = grad_out[chunk].reshape(columns.shape[:2] + (-1, columns.shape[3]))  # (n_chunk, G, O/G, L)
-        return threads.matmul(grad_groups, columns.swapaxes(2, 3)).sum(axis=0)
+    n, groups = x.shape[0], geometry.groups
+    grad_pixels = grad_out.reshape(n, groups, grad_out.shape[1] // groups, -1)  # (N, G, O/G, OH*OW)
+    padded = _padded_by_threads(x, geometry)
 
-    return sum(parallel_map(chunk_product, image_chunks(x, _column_bytes(x, geometry)))).reshape(weight_shape)
+    def piece_product(piece):  # (G, O/G, K), this piece's share of dW
+        images, rows = piece
+        columns = band_columns(padded[images], geometry, rows, scratch=True)  # (n_piece, G, K, R*OW)
+        grad = grad_pixels[images, :, :, _pixel_range(rows, geometry.grid[1])]  # (n_piece, G, O/G, R*OW)
+        return threads.matmul(grad, columns.swapaxes(2, 3)).sum(axis=0)
+
+    return sum(parallel_map(piece_product, conv_pieces(x, geometry))).reshape(weight_shape)
 
 
 def _bias_gradient(grad_out):
