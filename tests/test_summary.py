@@ -118,9 +118,10 @@ def test_peak_bytes_agree_with_the_peak_resident_memory_of_a_fresh_process():
 
     In a fresh process (so the conv's column buffer is allocated inside the step, as summary
     arranges too); MALLOC_MMAP_THRESHOLD_ makes glibc give every freed array back to the
-    system at once, so resident memory follows live arrays.
+    system at once, so resident memory follows live arrays (MINIDL_KEEP_FREED_MEMORY=0: that
+    import minidl does not override it, see minidl/memory.py).
     """
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MINIDL_KEEP_FREED_MEMORY="0", PYTHONPATH=str(ROOT))
     result = subprocess.run([sys.executable, "-c", PEAK_SCRIPT], env=env, capture_output=True, text=True, check=True)
     resident_peak = int(result.stdout.split()[-1])
     peak = minidl.summary(SegNetSmall(), (1, 3, 128, 128)).peak_bytes

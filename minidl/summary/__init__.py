@@ -198,9 +198,9 @@ def _memory_pass(model, x_array, device):
     from ..nn.functional import conv
 
     x = Tensor(x_array)
-    # The convolutions share one reusable column buffer (conv.py, _Scratch). Drop it, so
-    # the peak counts it as a first training step does, whatever ran before.
-    conv._scratch.buffer = None
+    # The convolutions reuse one column buffer per thread (conv.py, _Scratch). Drop them, so
+    # the peak counts them as a first training step does, whatever ran before.
+    conv._scratch.drop()
     with memory.PeakMeter(device) as meter:
         output, calls = _run_recorded(model, x)
         groups = _layer_nodes(calls)

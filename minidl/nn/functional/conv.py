@@ -175,32 +175,40 @@ def crop_image(padded, padding, size):
 
 
 # =========================================================================== scratch memory
-class _Scratch(threading.local):
-    """One reusable CPU buffer for the column matrices, the biggest temporaries of a conv.
+class _Scratch:
+    """One reusable CPU buffer per thread for the column matrices, the biggest temporaries of a conv.
 
     Why: a fresh 265 MB NumPy array comes from new pages of the OS, and the
     first touch of each page (a page fault) costs about as much as writing
     it; im2col into a fresh buffer measured 90 ms, into a reused one 48 ms
     (see /work/shared/PERFORMANCE_FACTS.md). Columns never outlive the call
     that made them (forward multiplies and drops them; backward rebuilds
-    them), so ONE buffer, grown to the largest size seen, serves every conv.
+    them), so ONE buffer per thread, grown to the largest size seen, serves
+    every conv. The buffers are kept by thread id, so ``drop()`` can free
+    all of them from any thread (``minidl.summary`` does, before it measures).
 
     Rules for callers: only a temporary that is dead before the next conv
-    call may live here, and no view of it may be returned. ``threading.local``
-    gives each thread its own buffer. On a GPU, CuPy's memory pool already
-    recycles blocks, so CuPy arrays are simply allocated.
+    call may live here, and no view of it may be returned. On a GPU, CuPy's
+    memory pool already recycles blocks, so CuPy arrays are simply allocated.
     """
 
-    buffer = None
+    def __init__(self):
+        self.buffers = {}  # thread id -> uint8 buffer; each thread touches only its own entry
 
     def empty(self, xp, shape, dtype):
         if xp is not np:
             return xp.empty(shape, dtype=dtype)
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        if self.buffer is None or self.buffer.nbytes < nbytes:
-            self.buffer = None  # let the old buffer go before the bigger one is made
-            self.buffer = np.empty(nbytes, dtype=np.uint8)
-        return self.buffer[:nbytes].view(dtype).reshape(shape)
+        thread = threading.get_ident()
+        buffer = self.buffers.get(thread)
+        if buffer is None or buffer.nbytes < nbytes:
+            self.buffers.pop(thread, None)  # let the old buffer go before the bigger one is made
+            buffer = self.buffers[thread] = np.empty(nbytes, dtype=np.uint8)
+        return buffer[:nbytes].view(dtype).reshape(shape)
+
+    def drop(self):
+        """Free every thread's buffer (the next conv in each thread allocates a new one)."""
+        self.buffers.clear()
 
 
 _scratch = _Scratch()
