@@ -21,12 +21,11 @@ another, exactly as without threads.
 Measured on 2 cores, training steps alternated in one process (1 thread with
 a 2-thread BLAS vs 2 threads with 1-thread BLAS): unet_small batch 8 at 64x64
 347 -> 303 ms, SegNetSmall batch 4 at 128x128 1080 -> 931 ms (1.15x, 1.16x).
-The splits live in ``minidl/nn/functional/conv.py`` (by images) and
+The splits live in ``minidl/nn/functional/conv.py`` (by images, or bands of rows) and
 ``matmul`` below (by rows or columns).
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import glob
 import os
@@ -37,7 +36,7 @@ import numpy as np
 
 from .backend import array_module
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel_map", "matmul", "blas_threads"]
+__all__ = ["get_num_threads", "set_num_threads", "parallel_map", "matmul"]
 
 
 # --------------------------------------------------------------------------- BLAS's thread count
@@ -71,20 +70,6 @@ class _OpenBLAS:
 
 
 _openblas = _OpenBLAS()
-
-
-@contextlib.contextmanager
-def blas_threads(count):
-    """Within the block, NumPy's BLAS uses ``count`` threads per call (no-op if it can't be set)."""
-    if not _openblas.found:
-        yield
-        return
-    previous = _openblas.get()
-    _openblas.set(count)
-    try:
-        yield
-    finally:
-        _openblas.set(previous)
 
 
 # --------------------------------------------------------------------------- our own threads
