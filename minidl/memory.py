@@ -25,26 +25,30 @@ glibc (Linux); set MINIDL_KEEP_FREED_MEMORY=0 before importing to leave ``malloc
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # mallopt's parameter numbers, from glibc's <malloc.h>
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 KEEP_UP_TO = 1 << 30  # blocks up to 1 GiB come from the heap; freed memory up to 1 GiB is kept
+# Older glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2: 32 MiB on 64-bit machines.
+OLDER_GLIBC_LIMIT = 4 * 1024 * 1024 * ctypes.sizeof(ctypes.c_long)
 
 
 def keep_freed_memory():
-    """Ask glibc's malloc to reuse freed blocks (see the module docstring). True if it agreed."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
+    """Ask glibc's malloc to reuse freed blocks (see the module docstring). True if it agreed.
+
+    (Blocks larger than a thread's own heap, 64 MiB, made outside the main
+    thread still come from mmap; minidl's big arrays are made in the main thread.)
+    """
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to set
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on; no search
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl, Windows): nothing to set
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_UP_TO)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_UP_TO))
+    kept = bool(mallopt(M_TRIM_THRESHOLD, KEEP_UP_TO))
+    from_heap = bool(mallopt(M_MMAP_THRESHOLD, KEEP_UP_TO)) or bool(mallopt(M_MMAP_THRESHOLD, OLDER_GLIBC_LIMIT))
+    return kept and from_heap
 
 
 enabled = os.environ.get("MINIDL_KEEP_FREED_MEMORY", "1") != "0" and keep_freed_memory()

@@ -15,8 +15,8 @@ While our threads run, BLAS must run one thread per call: two threads each
 asking a 2-thread BLAS for a product just queue behind each other (measured: no
 gain). NumPy has no call for that, but the OpenBLAS inside NumPy's wheels
 exports ``openblas_set_num_threads``; ``ctypes`` reaches it. Where it cannot be
-found (NumPy built on another BLAS), ``parallel_map`` runs the pieces one after
-another, exactly as without threads.
+found (NumPy built on another BLAS), the thread count is 1 and everything runs
+in the caller's thread, as without this module.
 
 Measured on 2 cores, training steps alternated in one process (1 thread with
 a 2-thread BLAS vs 2 threads with 1-thread BLAS): unet_small batch 8 at 64x64
@@ -30,6 +30,7 @@ import ctypes
 import glob
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -74,18 +75,15 @@ _openblas = _OpenBLAS()
 
 # --------------------------------------------------------------------------- our own threads
 def _default_thread_count():
-    """As many as BLAS would use (it reads OPENBLAS_NUM_THREADS / OMP_NUM_THREADS), else the cores we may run on."""
-    if _openblas.found:
-        return max(1, _openblas.get())
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """As many as BLAS would use (it reads OPENBLAS_NUM_THREADS / OMP_NUM_THREADS); 1 where BLAS's
+    thread count cannot be set (then splitting would only cut the work into pieces run in turn)."""
+    return max(1, _openblas.get()) if _openblas.found else 1
 
 
 _threads = _default_thread_count()
 _blas_own_count = _openblas.get() if _openblas.found else None  # what BLAS used before we took over
 _pool = None  # made on first use, with _threads workers
+_pool_lock = threading.Lock()  # guards making and replacing _pool
 
 
 def get_num_threads():
@@ -98,45 +96,63 @@ def set_num_threads(count):
 
     While minidl splits work itself (count > 1), NumPy's BLAS is kept at one
     thread per call -- from the first split on, for the whole process, NumPy
-    products outside minidl included (see the module docstring for why it
-    cannot be switched back and forth). ``set_num_threads(1)`` gives BLAS its
-    own thread count back. Under ``mpiexec`` with one process per core, start
-    with OMP_NUM_THREADS=1 (which makes 1 the default) or call this with 1.
+    products outside minidl included (``parallel_map`` says why it is not
+    switched back and forth). ``set_num_threads(1)`` gives BLAS the thread
+    count it had when minidl was imported. Where NumPy's BLAS is not an
+    OpenBLAS minidl can reach, the count stays 1. Under ``mpiexec`` with one
+    process per core, start with OMP_NUM_THREADS=1 (which makes 1 the default)
+    or call this with 1.
     """
     global _threads, _pool
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {count!r}")
-    if _pool is not None and count != _threads:
-        _pool.shutdown()
-        _pool = None
-    _threads = int(count)
-    if _threads == 1 and _openblas.found:
+    if not _openblas.found:
+        if count > 1:
+            warnings.warn("set_num_threads: NumPy's BLAS is not an OpenBLAS that minidl can reach, so minidl "
+                          "cannot keep it from competing with its own threads; minidl stays at 1 thread")
+        return
+    with _pool_lock:
+        if _pool is not None and count != _threads:
+            _pool.shutdown(wait=False)  # its threads finish their items and end; new work goes to a new pool
+            _pool = None
+        _threads = int(count)
+    if _threads == 1:
         _openblas.set(_blas_own_count)
 
 
 def parallel_map(function, items):
     """[function(item) for item in items], the items shared among ``get_num_threads()`` threads.
 
-    With one thread, one item, or no way to make BLAS single-threaded, it is
-    exactly that list comprehension -- and so it is inside one of our threads
-    (a nested split would wait for threads that are all busy waiting).
-    ``function`` must not write to memory another item reads; each thread has
-    its own conv scratch buffer (``threading.local``). An exception in any
-    item is raised here.
+    With one thread or one item it is exactly that list comprehension -- and
+    so it is inside one of our threads (a nested split would wait for threads
+    that are all busy waiting). ``function`` must not write to memory another
+    item reads; each thread has its own conv scratch buffer (conv.py,
+    ``_Scratch``). An exception in any item is raised here.
     """
     global _pool
     items = list(items)
-    if _threads == 1 or len(items) < 2 or not _openblas.found or _in_our_thread():
+    if _threads == 1 or len(items) < 2 or _in_our_thread():
         return [function(item) for item in items]
     # From here on BLAS runs one thread per call, and stays so (set_num_threads(1) undoes it).
     # Why not one BLAS thread only inside this call and all of them outside? OpenBLAS's idle
     # workers spin for a while after each multi-threaded call; switching per call let them
     # steal the cores from ours (measured: most of the gain was lost).
     _openblas.set(1)
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="minidl", initializer=_mark_as_ours)
-    return list(_pool.map(function, items))
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="minidl", initializer=_mark_as_ours)
+        pool = _pool
+    return list(pool.map(function, items))
 
+
+def _forget_pool_after_fork():
+    """A forked child inherits the pool object but not its threads: work queued there would wait forever."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 _local = threading.local()
 
@@ -158,9 +174,10 @@ def matmul(a, b, out=None):
     which ``parallel_map`` has turned off. Small products stay in one piece.
     """
     xp = array_module(a)
-    if (xp is not np or _threads == 1 or a.ndim < 2 or b.ndim < 2
-            or a.shape[-2] * a.shape[-1] * b.shape[-1] < SPLIT_MIN_MULTIPLY_ADDS):
-        return xp.matmul(a, b, out=out)
+    if (xp is not np or _threads == 1 or _in_our_thread() or a.ndim < 2 or b.ndim < 2
+            or a.shape[-2] * a.shape[-1] * b.shape[-1] < SPLIT_MIN_MULTIPLY_ADDS
+            or (out is not None and (np.may_share_memory(out, a) or np.may_share_memory(out, b)))):
+        return xp.matmul(a, b, out=out)  # (numpy.matmul copes with an out that overlaps an operand; blocks would not)
     if out is None:
         out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
                        dtype=np.result_type(a, b))

@@ -294,3 +294,23 @@ def test_conv2d_rejects_bad_bias_and_dtype():
 def test_conv_transpose2d_rejects_bad_input(x_shape, w_shape, kwargs, match):
     with pytest.raises(ValueError, match=match):
         F.conv_transpose2d(minidl.zeros(x_shape), minidl.zeros(w_shape), **kwargs)
+
+
+@needs_torch
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_empty_batch_gives_empty_results_and_zero_weight_gradients(threads):
+    before = minidl.get_num_threads()
+    minidl.set_num_threads(threads)
+    try:
+        for kwargs in (dict(padding=1), dict(stride=2), dict()):
+            x, w = rand((0, 3, 8, 8), 0, requires_grad=True), rand((4, 3, 3, 3), 1, requires_grad=True)
+            y = F.conv2d(x, w, **kwargs)
+            y.sum().backward()
+            expected = torch.nn.functional.conv2d(torch.zeros(0, 3, 8, 8), torch.zeros(4, 3, 3, 3), **kwargs)
+            assert tuple(y.shape) == tuple(expected.shape)
+            assert tuple(x.grad.shape) == (0, 3, 8, 8) and not w.grad.numpy().any()
+        z = F.conv_transpose2d(rand((0, 4, 5, 5), 2, requires_grad=True), rand((4, 2, 3, 3), 3, requires_grad=True), stride=2)
+        z.sum().backward()
+        assert tuple(z.shape) == (0, 2, 11, 11)
+    finally:
+        minidl.set_num_threads(before)

@@ -171,3 +171,70 @@ def test_blas_gets_its_own_thread_count_back():
 def test_set_num_threads_rejects_what_is_not_a_positive_int(bad):
     with pytest.raises(ValueError, match=f"set_num_threads: expected a positive int, got {bad!r}"):
         minidl.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_large_conv_backward_in_float64_from_a_non_contiguous_input(batch):
+    """Big enough that the products themselves are split (threads.matmul inside the pieces)."""
+    x_array = rand((batch, 40, 40, 24), 3, np.float64).transpose(0, 3, 1, 2)  # NHWC memory seen as NCHW
+    w_array = rand((32, 24, 3, 3), 4, np.float64)
+
+    def run():
+        x, w = minidl.tensor(x_array, requires_grad=True), minidl.tensor(w_array, requires_grad=True)
+        y = F.conv2d(x, w, padding=1)
+        (y * y).sum().backward()
+        return y.detach().numpy(), x.grad.numpy(), w.grad.numpy()
+
+    for expected, actual in zip(run_with_threads(1, run), run_with_threads(2, run)):
+        assert_close(actual, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_matmul_into_an_operand_is_not_split():
+    minidl.set_num_threads(2)
+    a, b = rand((300, 300), 0), rand((300, 300), 1)
+    expected = a @ b
+    assert threads.matmul(a, b, out=b) is b
+    np.testing.assert_allclose(b, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_a_finished_threads_scratch_buffer_is_freed():
+    import gc
+    import threading
+
+    before = len(conv._scratch.buffers)
+    x, w = minidl.tensor(rand((1, 8, 32, 32), 0)), minidl.tensor(rand((8, 8, 3, 3), 1))
+    workers = [threading.Thread(target=F.conv2d, args=(x, w), kwargs={"padding": 1}) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+        worker.join()
+    gc.collect()
+    assert len(conv._scratch.buffers) == before, "the ended threads' buffers are still held"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_can_still_run_split_convolutions():
+    """The child inherits the pool object but not its threads: it must make a new pool, not wait forever."""
+    import multiprocessing
+
+    minidl.set_num_threads(2)
+    x, w = minidl.tensor(rand((4, 8, 16, 16), 0)), minidl.tensor(rand((8, 8, 3, 3), 1))
+    expected = F.conv2d(x, w, padding=1).numpy()  # the pool exists from here on
+    child = multiprocessing.get_context("fork").Process(
+        target=lambda: __import__("os")._exit(0 if np.allclose(F.conv2d(x, w, padding=1).numpy(), expected) else 1))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung on its first convolution")
+    assert child.exitcode == 0
+
+
+def test_set_num_threads_without_a_reachable_openblas_warns_and_stays_at_one(monkeypatch):
+    class NoBLAS:
+        found = False
+
+    monkeypatch.setattr(threads, "_openblas", NoBLAS())
+    monkeypatch.setattr(threads, "_threads", 1)
+    with pytest.warns(UserWarning, match="not an OpenBLAS that minidl can reach"):
+        minidl.set_num_threads(4)
+    assert minidl.get_num_threads() == 1

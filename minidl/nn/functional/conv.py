@@ -40,7 +40,9 @@ Output size of conv2d, per spatial axis::
 """
 from __future__ import annotations
 
+import itertools
 import threading
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -184,8 +186,11 @@ class _Scratch:
     (see /work/shared/PERFORMANCE_FACTS.md). Columns never outlive the call
     that made them (forward multiplies and drops them; backward rebuilds
     them), so ONE buffer per thread, grown to the largest size seen, serves
-    every conv. The buffers are kept by thread id, so ``drop()`` can free
-    all of them from any thread (``minidl.summary`` does, before it measures).
+    every conv. The buffers sit in one dict, so ``drop()`` can free all of
+    them from any thread (``minidl.summary`` does, before it measures); a
+    thread's entry goes when the thread ends. With T threads up to T buffers
+    live at once: about CHUNK_BYTES each, except on the col2im route (strided
+    and transposed convs), whose pieces are whole images.
 
     Rules for callers: only a temporary that is dead before the next conv
     call may live here, and no view of it may be returned. On a GPU, CuPy's
@@ -193,22 +198,37 @@ class _Scratch:
     """
 
     def __init__(self):
-        self.buffers = {}  # thread id -> uint8 buffer; each thread touches only its own entry
+        self.buffers = {}  # key -> uint8 buffer; each thread touches only its own entry
+        self.local = threading.local()  # this thread's key, and an object that dies with the thread
+        self.keys = itertools.count()
+
+    def _key(self):
+        """This thread's key into ``buffers``; its entry is removed when the thread ends."""
+        key = getattr(self.local, "key", None)
+        if key is None:
+            key = self.local.key = next(self.keys)
+            self.local.owner = owner = _ThreadToken()  # freed with the thread's locals
+            weakref.finalize(owner, self.buffers.pop, key, None)
+        return key
 
     def empty(self, xp, shape, dtype):
         if xp is not np:
             return xp.empty(shape, dtype=dtype)
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        thread = threading.get_ident()
-        buffer = self.buffers.get(thread)
+        key = self._key()
+        buffer = self.buffers.get(key)
         if buffer is None or buffer.nbytes < nbytes:
-            self.buffers.pop(thread, None)  # let the old buffer go before the bigger one is made
-            buffer = self.buffers[thread] = np.empty(nbytes, dtype=np.uint8)
+            self.buffers.pop(key, None)  # let the old buffer go before the bigger one is made
+            buffer = self.buffers[key] = np.empty(nbytes, dtype=np.uint8)
         return buffer[:nbytes].view(dtype).reshape(shape)
 
     def drop(self):
         """Free every thread's buffer (the next conv in each thread allocates a new one)."""
         self.buffers.clear()
+
+
+class _ThreadToken:
+    """Something to hold in a thread's locals whose end (with the thread) ``weakref.finalize`` can see."""
 
 
 _scratch = _Scratch()
@@ -238,7 +258,7 @@ def band_columns(padded, geometry, rows, scratch=False):
     n, c = padded.shape[:2]
     (kh, kw), ow, groups = geometry.kernel, geometry.grid[1], geometry.groups
     if geometry.is_pointwise:  # 1x1 conv: each pixel's column is its channel vector already
-        return padded.reshape(n, groups, c // groups, -1)[..., rows.start * ow : rows.stop * ow]
+        return padded.reshape(n, groups, c // groups, padded.shape[2] * padded.shape[3])[..., rows.start * ow : rows.stop * ow]
     # Preallocated and written once. The layout (N, C, kh, kw, R, OW) reshapes to
     # (N, G, K, R*OW) as a view: the matmul operands are contiguous.
     shape, xp = (n, c, kh, kw, rows.stop - rows.start, ow), array_module(padded)
@@ -254,7 +274,7 @@ def band_columns(padded, geometry, rows, scratch=False):
     s_n, s_c, s_h, s_w = band.strides
     windows = xp.lib.stride_tricks.as_strided(band, shape, (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
     xp.copyto(columns, windows)
-    return columns.reshape(n, groups, c // groups * kh * kw, -1)
+    return columns.reshape(n, groups, c // groups * kh * kw, (rows.stop - rows.start) * ow)
 
 
 def col2im(columns, geometry, padded=None):
@@ -288,19 +308,19 @@ def col2im(columns, geometry, padded=None):
 # whole images (133 vs 196 ms); as built here, the three products of 4x32x128x128 got about
 # 20% faster, the larger layers 5-15% (noisy), whole training steps the same to a few percent
 # faster, with a lower peak memory. Small images are grouped, a few per piece. The pieces are also what
-# ``parallel_map`` hands to the CPU's threads (see minidl/threads.py), so there are at least as
-# many as threads, in a multiple of them when whole images are grouped so that no thread waits
-# for a last odd piece. A single image is one piece: then ``threads.matmul`` shares its
-# product's columns among the threads instead. On a GPU the whole batch is one piece: it wants
-# big launches.
+# ``parallel_map`` hands to the CPU's threads (see minidl/threads.py): whole images are grouped
+# into a multiple of the thread count where the batch has enough images, so that no thread
+# waits for a last odd piece. A piece that is all there is (one small image) runs in the
+# caller's thread, and ``threads.matmul`` shares its product's columns among the threads
+# instead. On a GPU the whole batch is one piece: it wants big launches.
 CHUNK_BYTES = 4 << 20
 
 
 def image_chunks(x, bytes_per_image):
     """Slices of the batch axis of near-equal size, each about ``CHUNK_BYTES`` of columns or less."""
     n = x.shape[0]
-    if array_module(x) is not np:
-        return [slice(0, n)]
+    if array_module(x) is not np or n == 0:
+        return [slice(0, n)] if n else []
     thread_count = get_num_threads()
     needed = -(-n // max(1, CHUNK_BYTES // max(bytes_per_image, 1)))  # ceil: chunks that fit CHUNK_BYTES
     count = min(n, -(-needed // thread_count) * thread_count)  # rounded up to a multiple of the threads
@@ -332,7 +352,7 @@ def _padded_by_threads(x, geometry):
         return x
     padded = array_module(x).empty((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
     parallel_map(lambda images: pad_image(x[images], geometry.padding, 0, out=padded[images]),
-                 image_chunks(x, padded[0].nbytes))
+                 image_chunks(x, padded[0:1].nbytes))
     return padded
 
 
@@ -355,7 +375,7 @@ def columns_times_weight(weight, x, geometry):
     """
     xp, (n, out_channels), groups = array_module(x), (x.shape[0], weight.shape[0]), geometry.groups
     out = xp.empty((n, out_channels) + geometry.grid, dtype=x.dtype)
-    out_pixels = out.reshape(n, groups, out_channels // groups, -1)  # (N, G, O/G, OH*OW), a view
+    out_pixels = out.reshape(n, groups, out_channels // groups, geometry.grid[0] * geometry.grid[1])  # a view
     weights = _grouped(weight, groups)
     padded = _padded_by_threads(x, geometry)
 
@@ -422,7 +442,7 @@ def image_gradient(weight, grad_out, geometry):
         kernel = xp.ascontiguousarray(flipped_kernel(weight, geometry.groups))
         return columns_times_weight(kernel, grad_out, as_conv)
     n, groups = grad_out.shape[0], geometry.groups
-    grad_groups = grad_out.reshape(n, groups, -1, grad_out.shape[2] * grad_out.shape[3])  # (N, G, O/G, L)
+    grad_groups = grad_out.reshape(n, groups, grad_out.shape[1] // groups, grad_out.shape[2] * grad_out.shape[3])  # (N, G, O/G, L)
     weight_t = _grouped(weight, groups).swapaxes(1, 2)  # (G, K, O/G): a view, BLAS reads it transposed
     channels = weight_t.shape[1] * groups // (geometry.kernel[0] * geometry.kernel[1])
     pointwise = geometry.is_pointwise  # 1x1: the column gradient IS the image gradient, nothing to add up
@@ -451,7 +471,7 @@ def weight_gradient(grad_out, x, weight_shape, geometry):
     per-image products -- weight-sized, small -- summed into the result.
     """
     n, groups = x.shape[0], geometry.groups
-    grad_pixels = grad_out.reshape(n, groups, grad_out.shape[1] // groups, -1)  # (N, G, O/G, OH*OW)
+    grad_pixels = grad_out.reshape(n, groups, grad_out.shape[1] // groups, geometry.grid[0] * geometry.grid[1])
     padded = _padded_by_threads(x, geometry)
 
     def piece_product(piece):  # (G, O/G, K), this piece's share of dW
@@ -460,7 +480,10 @@ def weight_gradient(grad_out, x, weight_shape, geometry):
         grad = grad_pixels[images, :, :, _pixel_range(rows, geometry.grid[1])]  # (n_piece, G, O/G, R*OW)
         return threads.matmul(grad, columns.swapaxes(2, 3)).sum(axis=0)
 
-    return sum(parallel_map(piece_product, conv_pieces(x, geometry))).reshape(weight_shape)
+    total = array_module(x).zeros((groups, weight_shape[0] // groups, int(np.prod(weight_shape[1:]))), dtype=x.dtype)
+    for part in parallel_map(piece_product, conv_pieces(x, geometry)):  # (no pieces for an empty batch)
+        total += part
+    return total.reshape(weight_shape)
 
 
 def _bias_gradient(grad_out):
