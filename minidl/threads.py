@@ -37,7 +37,7 @@ import numpy as np
 
 from .backend import array_module
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel_map", "matmul"]
+__all__ = ["get_num_threads", "set_num_threads", "parallel_map", "matmul", "even_slices"]
 
 
 # --------------------------------------------------------------------------- BLAS's thread count
@@ -165,6 +165,16 @@ def _in_our_thread():
     return getattr(_local, "ours", False)
 
 
+def even_slices(size, count):
+    """range(size) cut into ``count`` slices of near-equal length, in order (empty ones left out)."""
+    count = max(count, 1)
+    bounds = [size * i // count for i in range(count + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:]) if stop > start]
+
+
+SPLIT_MIN_MULTIPLY_ADDS = 1 << 18  # below this, handing work to a thread costs more than it saves
+
+
 def matmul(a, b, out=None):
     """``xp.matmul(a, b, out=out)``; on the CPU, for arrays of 2 or more dimensions, shared among the threads.
 
@@ -182,9 +192,7 @@ def matmul(a, b, out=None):
         out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
                        dtype=np.result_type(a, b))
     along_rows = a.shape[-2] >= b.shape[-1]
-    size = a.shape[-2] if along_rows else b.shape[-1]
-    bounds = [size * i // _threads for i in range(_threads + 1)]
-    blocks = [slice(start, stop) for start, stop in zip(bounds, bounds[1:]) if stop > start]
+    blocks = even_slices(a.shape[-2] if along_rows else b.shape[-1], _threads)
 
     def multiply(block):
         if along_rows:
@@ -194,6 +202,3 @@ def matmul(a, b, out=None):
 
     parallel_map(multiply, blocks)
     return out
-
-
-SPLIT_MIN_MULTIPLY_ADDS = 1 << 18  # below this, handing work to a thread costs more than it saves

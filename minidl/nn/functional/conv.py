@@ -50,7 +50,7 @@ import numpy as np
 from ...autograd.function import Function
 from ...backend import array_module
 from ... import threads
-from ...threads import get_num_threads, parallel_map
+from ...threads import even_slices, get_num_threads, parallel_map
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -319,13 +319,11 @@ CHUNK_BYTES = 4 << 20
 def image_chunks(x, bytes_per_image):
     """Slices of the batch axis of near-equal size, each about ``CHUNK_BYTES`` of columns or less."""
     n = x.shape[0]
-    if array_module(x) is not np or n == 0:
-        return [slice(0, n)] if n else []
+    if array_module(x) is not np:
+        return even_slices(n, 1)
     thread_count = get_num_threads()
     needed = -(-n // max(1, CHUNK_BYTES // max(bytes_per_image, 1)))  # ceil: chunks that fit CHUNK_BYTES
-    count = min(n, -(-needed // thread_count) * thread_count)  # rounded up to a multiple of the threads
-    bounds = [n * i // count for i in range(count + 1)]
-    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+    return even_slices(n, min(n, -(-needed // thread_count) * thread_count))  # a multiple of the threads
 
 
 def conv_pieces(x, geometry):
@@ -339,14 +337,16 @@ def conv_pieces(x, geometry):
     row_bytes = x.shape[1] * kh * kw * ow * x.itemsize  # one output row's columns
     if array_module(x) is not np or geometry.is_pointwise or oh * row_bytes <= CHUNK_BYTES:
         return [(images, all_rows) for images in image_chunks(x, oh * row_bytes)]
-    bands = -(-oh // max(1, CHUNK_BYTES // row_bytes))  # ceil
-    bounds = [oh * i // bands for i in range(bands + 1)]
-    return [(slice(i, i + 1), slice(start, stop)) for i in range(n) for start, stop in zip(bounds, bounds[1:])]
+    bands = even_slices(oh, -(-oh // max(1, CHUNK_BYTES // row_bytes)))  # ceil: bands that fit CHUNK_BYTES
+    return [(slice(i, i + 1), rows) for i in range(n) for rows in bands]
 
 
 def _padded_by_threads(x, geometry):
-    """pad_image(x, padding, 0), the images shared among the threads: a whole batch's copy
-    (60 MB for 8x32x240x240) is too long to leave on one core while the pieces wait for it."""
+    """x (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw): pad_image(x, padding, 0), the images shared among the threads.
+
+    A whole batch's copy (60 MB for 8x32x240x240) is too long to leave on one
+    core while the pieces wait for it.
+    """
     (ph, pw), (n, c, h, w) = geometry.padding, x.shape
     if (ph, pw) == (0, 0):
         return x
