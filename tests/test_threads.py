@@ -238,3 +238,109 @@ def test_set_num_threads_without_a_reachable_openblas_warns_and_stays_at_one(mon
     with pytest.warns(UserWarning, match="not an OpenBLAS that minidl can reach"):
         minidl.set_num_threads(4)
     assert minidl.get_num_threads() == 1
+
+
+# --------------------------------------------------------------------------- memory-bound ops in blocks
+@given(shape=st.tuples(st.integers(0, 5), st.integers(1, 6), st.integers(1, 9), st.integers(1, 9)),
+       budget=st.sampled_from([1, 64, 300, 1 << 22]))
+def test_channel_blocks_cover_every_plane_once_as_contiguous_views(shape, budget):
+    x = np.zeros(shape, np.float32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threads, "BLOCK_BYTES", budget)
+        blocks = threads.channel_blocks(x)
+    plane = x[0, 0].nbytes if shape[0] else 0
+    for block in blocks:
+        view = x[block]
+        view += 1
+        assert view.flags.c_contiguous, f"block {block} of {shape} is not contiguous: the pooling scatters need it"
+        if view.size and view.nbytes > max(budget, plane) and x.nbytes >= 2 * budget:
+            pytest.fail(f"block {block} holds {view.nbytes} bytes, over the budget {budget}")
+    assert (x == 1).all(), "some (image, channel) plane is in no block or in two"
+
+
+def blocked_and_whole(function, thread_count, budget):
+    """function() with BLOCK_BYTES = budget and thread_count threads, and with one block in one thread."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threads, "BLOCK_BYTES", budget)
+        blocked = run_with_threads(thread_count, function)
+    return blocked, run_with_threads(1, function)
+
+
+def outputs_and_gradients(op, *arrays):
+    """op's output(s) and its inputs' gradients under a fixed random weighting of the output."""
+    tensors = [minidl.tensor(a, requires_grad=True) for a in arrays]
+    out = op(*tensors)
+    first = out[0] if isinstance(out, tuple) else out
+    (first * minidl.tensor(rand(first.shape, 99, first.dtype))).sum().backward()
+    extras = [o.numpy().copy() for o in out[1:]] if isinstance(out, tuple) else []
+    return [first.detach().numpy().copy()] + extras + [t.grad.numpy().copy() for t in tensors]
+
+
+shapes_4d = st.tuples(st.integers(1, 5), st.integers(1, 6), st.integers(2, 12), st.integers(2, 12))
+
+
+@given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
+       training=st.booleans())
+def test_batch_norm_in_blocks_equals_one_block(shape, seed, thread_count, budget, training):
+    x_array = rand(shape, seed) * 3 + 1
+    channels = shape[1]
+    mean, var = rand((channels,), seed + 1), rand((channels,), seed + 2) + 1.5
+
+    def run():
+        op = lambda x, w, b: F.batch_norm(x, minidl.tensor(mean.copy()), minidl.tensor(var.copy()), w, b,  # noqa: E731
+                                         training=training)
+        return outputs_and_gradients(op, x_array, rand((channels,), seed + 3), rand((channels,), seed + 4))
+
+    blocked, whole = blocked_and_whole(run, thread_count, budget)
+    for actual, expected, name in zip(blocked, whole, ["output", "input grad", "weight grad", "bias grad"]):
+        # per-channel sums add the blocks' parts in another order: float32 rounding differs
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]))
+def test_relu_in_blocks_equals_one_block(shape, seed, thread_count, budget):
+    x_array = rand(shape, seed)
+    blocked, whole = blocked_and_whole(lambda: outputs_and_gradients(F.relu, x_array), thread_count, budget)
+    for actual, expected in zip(blocked, whole):
+        np.testing.assert_array_equal(actual, expected)
+
+
+@given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
+       kernel=st.integers(1, 3), stride=st.integers(1, 3), overlapping_ties=st.booleans())
+def test_max_pool_and_unpool_in_blocks_equal_one_block(shape, seed, thread_count, budget, kernel, stride,
+                                                        overlapping_ties):
+    x_array = rand(shape, seed)
+    if overlapping_ties:  # few distinct values: ties, and with stride < kernel one input wins several windows
+        x_array = np.round(x_array * 2) / 2
+
+    def run():
+        pooled = outputs_and_gradients(lambda x: F.max_pool2d(x, kernel, stride, return_indices=True), x_array)
+        values, indices = pooled[0], pooled[1]
+        unpool = lambda v: F.max_unpool2d(v, minidl.tensor(indices), kernel, stride, output_size=shape[2:])  # noqa: E731
+        return pooled + outputs_and_gradients(unpool, values)
+
+    if min(shape[2:]) < kernel:
+        return
+    blocked, whole = blocked_and_whole(run, thread_count, budget)
+    for actual, expected, name in zip(blocked, whole, ["pooled", "indices", "pool grad", "unpooled", "unpool grad"]):
+        np.testing.assert_array_equal(actual, expected, err_msg=name)
+
+
+@given(seed=seeds, thread_count=st.integers(2, 3), size=st.integers(1, 3000))
+def test_elementwise_in_blocks_equals_one_call(seed, thread_count, size):
+    a, b = rand((size,), seed), rand((size,), seed + 1)
+    blocked, whole = blocked_and_whole(lambda: threads.elementwise(np.multiply, np.empty_like(a), a, b),
+                                       thread_count, 64)
+    np.testing.assert_array_equal(blocked, whole)
+    np.testing.assert_array_equal(whole, a * b)
+
+
+def test_elementwise_leaves_non_contiguous_arrays_whole():
+    minidl.set_num_threads(2)
+    a = rand((40, 30), 0).T  # Fortran order: a flat range of it is not a block of the result
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threads, "BLOCK_BYTES", 64)
+        calls = []
+        out = threads.elementwise(lambda x, y, out: calls.append(x.shape) or np.add(x, y, out=out), np.empty((30, 40), np.float32), a, 1)
+    assert calls == [(30, 40)]
+    np.testing.assert_array_equal(out, a + 1)

@@ -366,12 +366,14 @@ def _pixel_range(rows, width):
     return slice(rows.start * width, rows.stop * width)
 
 
-def columns_times_weight(weight, x, geometry):
-    """conv2d's forward product: y = W @ im2col(x), a piece at a time.
+def columns_times_weight(weight, x, geometry, bias=None):
+    """conv2d's forward product: y = W @ im2col(x) (+ bias), a piece at a time.
 
-    weight (O, C/G, kh, kw), x (N, C, H, W) -> y (N, O, OH, OW).
+    weight (O, C/G, kh, kw), x (N, C, H, W), bias (O,) or None -> y (N, O, OH, OW).
     ``matmul`` broadcasts the (G, O/G, K) weights over the piece's images and
-    calls BLAS once per (image, group) from C.
+    calls BLAS once per (image, group) from C. The bias is added to each
+    piece's result while it is still in the cache: a pass over the whole
+    output afterwards cost about 2 ms per conv of 8x32x240x240.
     """
     xp, (n, out_channels), groups = array_module(x), (x.shape[0], weight.shape[0]), geometry.groups
     out = xp.empty((n, out_channels) + geometry.grid, dtype=x.dtype)
@@ -382,7 +384,9 @@ def columns_times_weight(weight, x, geometry):
     def multiply(piece):  # each piece writes its own pixels of ``out``: pieces may run at once
         images, rows = piece
         columns = band_columns(padded[images], geometry, rows, scratch=True)  # (n_piece, G, K, R*OW)
-        threads.matmul(weights, columns, out=out_pixels[images, :, :, _pixel_range(rows, geometry.grid[1])])
+        result = threads.matmul(weights, columns, out=out_pixels[images, :, :, _pixel_range(rows, geometry.grid[1])])
+        if bias is not None:
+            result += bias.reshape(groups, out_channels // groups, 1)
 
     parallel_map(multiply, conv_pieces(x, geometry))
     return out
@@ -515,7 +519,7 @@ class Conv2d(Function):
         ctx.geometry = geometry
         ctx.save_for_backward(x if need_weight else None, weight if need_x else None)
         ctx.weight_shape = weight.shape
-        return _add_bias(columns_times_weight(weight, x, geometry), bias)
+        return columns_times_weight(weight, x, geometry, bias)
 
     @staticmethod
     def backward(ctx, grad):

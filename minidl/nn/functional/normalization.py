@@ -29,6 +29,7 @@ import numbers
 from ...autograd.function import Function
 from ...backend import array_module
 from ... import dtypes
+from ...threads import channel_blocks, parallel_map
 
 __all__ = ["batch_norm"]
 
@@ -61,12 +62,28 @@ def _channel_dot(a, b):
     return xp.matmul(a[:, :, None, :], b[:, :, :, None])[:, :, 0, 0].sum(axis=0)
 
 
+def _channel_total(parts, blocks, like):
+    """Each block's per-channel sums (C_block,) -> the totals (C,) over all blocks.
+
+    Blocks that share channels are added in order (image by image), so one
+    block per image gives the same numbers as summing the whole batch at once.
+    """
+    total = array_module(like).zeros(like.shape[1], dtype=like.dtype)
+    for (_, channels), part in zip(blocks, parts):
+        total[channels] += part
+    return total
+
+
 def _per_channel(values):
     """(C,) -> (C, 1), which broadcasts against (N, C, M) along the channel axis."""
     return values.reshape(-1, 1)
 
 
 # --------------------------------------------------------------------------- the op
+# Every full-size pass runs block by block (``threads.channel_blocks``: a few MB of images or
+# channels each, shared among the threads): the passes that follow one another on the same
+# numbers -- subtract, multiply, add -- then find their block still in the CPU's cache. A
+# per-channel sum is the sum of its blocks' parts (``_channel_total``).
 class BatchNorm(Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel of x: (N, C, *).
 
@@ -80,26 +97,36 @@ class BatchNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, mean, var, eps):
-        x3 = _as_ncm(x)
+        xp, x3 = array_module(x), _as_ncm(x)
         count = x3.shape[0] * x3.shape[2]  # values per channel
+        blocks = channel_blocks(x3)
         batch_stats = mean is None
-
-        if batch_stats:
-            mean = _channel_sum(x3) / count
-        else:
-            mean, var = mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False)
         # The output buffer first holds x - mean: the variance is computed from
         # the centred values (two-pass, no cancellation as in E[x^2] - mean^2),
         # then the same buffer is scaled and shifted in place into y. The
         # forward pass allocates this one full-size array and nothing else.
-        y = x3 - _per_channel(mean)
+        y = xp.empty_like(x3)
+
+        def centre(block):  # y = x - mean in this block; returns the block's sums of squares (C_block,)
+            centred = y[block]
+            xp.subtract(x3[block], _per_channel(mean[block[1]]), out=centred)
+            return _channel_dot(centred, centred) if batch_stats else None
+
+        def scale_and_shift(block):  # y = (x - mean) * gamma * invstd + beta, in place
+            y[block] *= _per_channel(scale[block[1]])
+            if bias is not None:
+                y[block] += _per_channel(shift[block[1]])
+
         if batch_stats:
-            var = _channel_dot(y, y) / count
-        invstd = 1 / array_module(x).sqrt(var + eps)
+            mean = _channel_total(parallel_map(lambda block: _channel_sum(x3[block]), blocks), blocks, x3) / count
+            var = _channel_total(parallel_map(centre, blocks), blocks, x3) / count
+        else:
+            mean, var = mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False)
+        invstd = 1 / xp.sqrt(var + eps)
         gamma = _gamma(weight, invstd)
-        y *= _per_channel(gamma * invstd)
-        if bias is not None:
-            y += _per_channel(bias.astype(x.dtype, copy=False))
+        scale, shift = gamma * invstd, None if bias is None else bias.astype(x.dtype, copy=False)
+        # With batch statistics y is centred already; else centring and scaling share one visit per block.
+        parallel_map(scale_and_shift if batch_stats else (lambda block: (centre(block), scale_and_shift(block))), blocks)
 
         ctx.save_for_backward(x, mean, invstd, gamma)
         ctx.batch_stats = batch_stats
@@ -109,28 +136,44 @@ class BatchNorm(Function):
     def backward(ctx, grad):
         x, mean, invstd, gamma = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
-        x3, dy = _as_ncm(x), _as_ncm(grad)
+        xp, x3, dy = array_module(grad), _as_ncm(x), _as_ncm(grad)
         count = x3.shape[0] * x3.shape[2]
-        sum_dy = _channel_sum(dy)
+        blocks = channel_blocks(x3)
+        # x - mean, full size; it becomes grad_x in training
+        centred = xp.empty_like(x3) if need_weight or (need_x and ctx.batch_stats) else None
 
+        def sums(block):  # this block's sum(dy) and, if wanted, sum(dy * (x - mean)), per channel
+            if centred is None:
+                return _channel_sum(dy[block]), None
+            xp.subtract(x3[block], _per_channel(mean[block[1]]), out=centred[block])
+            return _channel_sum(dy[block]), _channel_dot(dy[block], centred[block])
+
+        parts = parallel_map(sums, blocks)
+        sum_dy = _channel_total([part[0] for part in parts], blocks, x3)
         grad_x = grad_weight = None
-        centred = None
-        if need_weight or (need_x and ctx.batch_stats):
-            centred = x3 - _per_channel(mean)  # full size; becomes grad_x in training
-            sum_dy_xhat = _channel_dot(dy, centred) * invstd  # sum(dy * x_hat) per channel
+        if centred is not None:
+            sum_dy_xhat = _channel_total([part[1] for part in parts], blocks, x3) * invstd  # sum(dy * x_hat)
             grad_weight = sum_dy_xhat if need_weight else None
 
         if need_x and ctx.batch_stats:
             # dx = gamma*invstd * (dy - sum_dy/n - x_hat * sum_dy_xhat/n), with
             # x_hat = centred*invstd, built in place in the `centred` buffer
-            # (numpy has no fused multiply-add, so four in-place passes):
-            centred *= _per_channel(invstd * sum_dy_xhat / count)  # x_hat * sum_dy_xhat/n
-            centred += _per_channel(sum_dy / count)                # ... + sum_dy/n
-            array_module(dy).subtract(dy, centred, out=centred)    # dy - ...
-            centred *= _per_channel(gamma * invstd)
+            # (numpy has no fused multiply-add, so four in-place passes, over one block at a time):
+            x_hat_factor, mean_dy, scale = invstd * sum_dy_xhat / count, sum_dy / count, gamma * invstd
+
+            def input_gradient(block):
+                channels, dx = block[1], centred[block]
+                dx *= _per_channel(x_hat_factor[channels])  # x_hat * sum_dy_xhat/n
+                dx += _per_channel(mean_dy[channels])       # ... + sum_dy/n
+                xp.subtract(dy[block], dx, out=dx)          # dy - ...
+                dx *= _per_channel(scale[channels])
+
+            parallel_map(input_gradient, blocks)
             grad_x = centred.reshape(x.shape)
-        elif need_x:
-            grad_x = (dy * _per_channel(gamma * invstd)).reshape(x.shape)
+        elif need_x:  # running statistics: y is affine in x
+            grad_x, scale = xp.empty_like(dy), gamma * invstd
+            parallel_map(lambda block: xp.multiply(dy[block], _per_channel(scale[block[1]]), out=grad_x[block]), blocks)
+            grad_x = grad_x.reshape(x.shape)
 
         grad_bias = sum_dy if need_bias else None
         return grad_x, grad_weight, grad_bias, None, None, None
