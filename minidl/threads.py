@@ -23,7 +23,8 @@ a 2-thread BLAS vs 2 threads with 1-thread BLAS): unet_small batch 8 at 64x64
 347 -> 303 ms, SegNetSmall batch 4 at 128x128 1080 -> 931 ms (1.15x, 1.16x).
 The splits live in ``minidl/nn/functional/conv.py`` (by images, or bands of rows),
 ``matmul`` below (by rows or columns), and ``elementwise`` and ``channel_blocks``
-below (blocks of memory, for the ops that only stream through it: ReLU, BatchNorm).
+below (blocks of memory, for the ops that only stream through it: ReLU, BatchNorm,
+pooling and unpooling, resampling, the softmax's exp).
 """
 from __future__ import annotations
 
@@ -214,6 +215,11 @@ def matmul(a, b, out=None):
 # each pass over the whole array from main memory. Measured on 2 cores (8x32x240x240 float32,
 # 59 MB): ReLU forward 12.4 -> 7.5 ms, its backward 14.6 -> 10.3 ms, BatchNorm forward and
 # backward 78 -> 44 ms; 1 MB blocks were slower than 4 MB (more Python per byte), 256 KB much slower.
+# Two helpers, two rules:
+# - ``elementwise`` (one ufunc call, e.g. ReLU): cut once the array passes BLOCK_BYTES, and only
+#   with more than one thread -- a single pass gains nothing from the cache;
+# - ``channel_blocks`` (several passes per block: BatchNorm, pooling, resampling): cut from
+#   2 * BLOCK_BYTES on, with any thread count -- the later passes find the block cached.
 BLOCK_BYTES = 4 << 20
 
 
@@ -241,21 +247,24 @@ def elementwise(function, out, *operands):
     return out
 
 
-def channel_blocks(x):
+def channel_blocks(x, plane=None):
     """The blocks of an (N, C, *) array that per-channel ops work in: (image slice, channel slice) pairs.
 
     ``x[block]`` is the block. Each is about BLOCK_BYTES: several whole images
-    where an image is smaller, else one image's channels in groups. A
-    per-channel statistic is then a sum over blocks of each block's
-    (channels,) part. One block holds everything where nothing would be
-    gained: a small array, a GPU. (With one thread the blocks still pay:
-    77 -> 52-59 ms for BatchNorm at 8x32x240x240.)
+    where an image is smaller, else one image's channels in groups. A block
+    slices only N and C, so it also fits another array of the same N and C:
+    ``plane`` (a spatial shape) plans for that array's planes instead of x's,
+    e.g. a resampling's larger output. A per-channel statistic is a sum over
+    blocks of each block's (channels,) part. One block holds everything where
+    nothing would be gained: a small array, a GPU. (With one thread the blocks
+    still pay: 77 -> 52-59 ms for BatchNorm at 8x32x240x240.)
     """
     n, c = x.shape[:2]
-    plane, everything = x.itemsize * math.prod(x.shape[2:]), [(slice(0, n), slice(0, c))]
-    if array_module(x) is not np or x.nbytes < 2 * BLOCK_BYTES or plane == 0:
+    plane_bytes = x.itemsize * math.prod(x.shape[2:] if plane is None else plane)
+    everything = [(slice(0, n), slice(0, c))]
+    if array_module(x) is not np or n * c * plane_bytes < 2 * BLOCK_BYTES or plane_bytes == 0:
         return everything
-    if c * plane <= BLOCK_BYTES:
-        return [(images, slice(0, c)) for images in even_slices(n, -(-n // (BLOCK_BYTES // (c * plane))))]
-    groups = even_slices(c, -(-c // max(1, BLOCK_BYTES // plane)))
+    if c * plane_bytes <= BLOCK_BYTES:
+        return [(images, slice(0, c)) for images in even_slices(n, -(-n // (BLOCK_BYTES // (c * plane_bytes))))]
+    groups = even_slices(c, -(-c // max(1, BLOCK_BYTES // plane_bytes)))
     return [(slice(i, i + 1), channels) for i in range(n) for channels in groups]

@@ -116,6 +116,15 @@ def test_eval_uses_the_running_stats_and_leaves_them_alone(shape):
     assert_close(running_var, var, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("shape", [(0, 3), (0, 3, 5), (0, 3, 4, 5)])
+def test_eval_of_an_empty_batch_gives_an_empty_result_and_gradient(shape):
+    x = minidl.zeros(*shape, requires_grad=True)
+    y = F.batch_norm(x, minidl.zeros(3), minidl.ones(3), minidl.ones(3), minidl.zeros(3))
+    assert y.shape == shape
+    y.sum().backward()
+    assert x.grad.shape == shape
+
+
 def test_without_running_stats_both_modes_use_the_batch():
     x = minidl.randn(5, 4, 3)
     assert_close(F.batch_norm(x, None, None, training=False), F.batch_norm(x, None, None, training=True), rtol=0, atol=0)

@@ -279,49 +279,74 @@ def outputs_and_gradients(op, *arrays):
 shapes_4d = st.tuples(st.integers(1, 5), st.integers(1, 6), st.integers(2, 12), st.integers(2, 12))
 
 
-@given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
-       training=st.booleans())
-def test_batch_norm_in_blocks_equals_one_block(shape, seed, thread_count, budget, training):
+@given(shape=st.one_of(shapes_4d, st.tuples(st.integers(2, 6), st.integers(1, 6)),
+                      st.tuples(st.integers(1, 5), st.integers(1, 6), st.integers(1, 12))),
+       seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
+       training=st.booleans(), affine=st.booleans())
+def test_batch_norm_in_blocks_equals_one_block(shape, seed, thread_count, budget, training, affine):
     x_array = rand(shape, seed) * 3 + 1
     channels = shape[1]
     mean, var = rand((channels,), seed + 1), rand((channels,), seed + 2) + 1.5
+    weight, bias = (rand((channels,), seed + 3), rand((channels,), seed + 4)) if affine else (None, None)
+    if training and x_array.size // channels < 2:
+        return  # one value per channel: no variance to train with
 
     def run():
-        op = lambda x, w, b: F.batch_norm(x, minidl.tensor(mean.copy()), minidl.tensor(var.copy()), w, b,  # noqa: E731
-                                         training=training)
-        return outputs_and_gradients(op, x_array, rand((channels,), seed + 3), rand((channels,), seed + 4))
+        op = lambda x, *wb: F.batch_norm(x, minidl.tensor(mean.copy()), minidl.tensor(var.copy()),  # noqa: E731
+                                         *(wb or (None, None)), training=training)
+        return outputs_and_gradients(op, x_array, *((weight, bias) if affine else ()))
 
     blocked, whole = blocked_and_whole(run, thread_count, budget)
+    assert len(blocked) == (4 if affine else 2)
     for actual, expected, name in zip(blocked, whole, ["output", "input grad", "weight grad", "bias grad"]):
         # per-channel sums add the blocks' parts in another order: float32 rounding differs
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-@given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]))
-def test_relu_in_blocks_equals_one_block(shape, seed, thread_count, budget):
-    x_array = rand(shape, seed)
-    blocked, whole = blocked_and_whole(lambda: outputs_and_gradients(F.relu, x_array), thread_count, budget)
+@given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
+       dtype=st.sampled_from([np.float32, np.float64, np.int32]), transposed=st.booleans())
+def test_relu_in_blocks_equals_one_block(shape, seed, thread_count, budget, dtype, transposed):
+    x_array = (rand(shape, seed) * 10).astype(dtype)
+    if transposed:
+        x_array = x_array.transpose(0, 1, 3, 2)  # not C-contiguous: elementwise must not cut it
+    if dtype == np.int32:  # no gradients for integers: the forward only
+        run = lambda: F.relu(minidl.tensor(x_array)).numpy().copy()  # noqa: E731
+    else:
+        run = lambda: outputs_and_gradients(F.relu, x_array)  # noqa: E731
+    blocked, whole = blocked_and_whole(run, thread_count, budget)
+    if dtype == np.int32:
+        blocked, whole = [blocked], [whole]
     for actual, expected in zip(blocked, whole):
         np.testing.assert_array_equal(actual, expected)
+    np.testing.assert_array_equal(blocked[0], np.maximum(x_array, 0))
 
 
 @given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
-       kernel=st.integers(1, 3), stride=st.integers(1, 3), overlapping_ties=st.booleans())
-def test_max_pool_and_unpool_in_blocks_equal_one_block(shape, seed, thread_count, budget, kernel, stride,
-                                                        overlapping_ties):
+       kernel=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 1), dilation=st.integers(1, 2),
+       ceil_mode=st.booleans(), ties=st.booleans())
+def test_max_pool_and_unpool_in_blocks_equal_one_block(shape, seed, thread_count, budget, kernel, stride, padding,
+                                                        dilation, ceil_mode, ties):
+    """Ties (and, with stride < kernel, one input winning several windows), padding-only windows
+    (dilation with padding) and ceil_mode's partial windows all go through the blocks."""
+    padding = min(padding, kernel // 2)
+    if min(shape[2:]) + 2 * padding < dilation * (kernel - 1) + 1:
+        return  # the window does not fit: not a valid call
     x_array = rand(shape, seed)
-    if overlapping_ties:  # few distinct values: ties, and with stride < kernel one input wins several windows
+    if ties:
         x_array = np.round(x_array * 2) / 2
+    pool = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
 
     def run():
-        pooled = outputs_and_gradients(lambda x: F.max_pool2d(x, kernel, stride, return_indices=True), x_array)
+        pooled = outputs_and_gradients(lambda x: F.max_pool2d(x, return_indices=True, **pool), x_array)
         values, indices = pooled[0], pooled[1]
-        unpool = lambda v: F.max_unpool2d(v, minidl.tensor(indices), kernel, stride, output_size=shape[2:])  # noqa: E731
+        if dilation > 1 or ceil_mode:  # max_unpool2d has neither (its output size rule is the undilated one)
+            return pooled
+        unpool = lambda v: F.max_unpool2d(v, minidl.tensor(indices), kernel, stride, padding,  # noqa: E731
+                                          output_size=shape[2:])
         return pooled + outputs_and_gradients(unpool, values)
 
-    if min(shape[2:]) < kernel:
-        return
     blocked, whole = blocked_and_whole(run, thread_count, budget)
+    assert len(blocked) == len(whole)
     for actual, expected, name in zip(blocked, whole, ["pooled", "indices", "pool grad", "unpooled", "unpool grad"]):
         np.testing.assert_array_equal(actual, expected, err_msg=name)
 
@@ -347,7 +372,8 @@ def test_elementwise_leaves_non_contiguous_arrays_whole():
 
 
 @given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
-       resize=st.sampled_from(["nearest x2", "bilinear x2", "bilinear to 5x7", "adaptive average to 2x3"]))
+       resize=st.sampled_from(["nearest x2", "bilinear x2", "bilinear to 5x7", "adaptive average to 2x3",
+                               "bilinear to the same size"]))
 def test_resampling_in_blocks_equals_one_block(shape, seed, thread_count, budget, resize):
     x_array = rand(shape, seed)
     op = {
@@ -355,7 +381,10 @@ def test_resampling_in_blocks_equals_one_block(shape, seed, thread_count, budget
         "bilinear x2": lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"),
         "bilinear to 5x7": lambda x: F.interpolate(x, size=(5, 7), mode="bilinear"),
         "adaptive average to 2x3": lambda x: F.adaptive_avg_pool2d(x, (2, 3)),
+        "bilinear to the same size": lambda x: F.interpolate(x, size=shape[2:], mode="bilinear"),
     }[resize]
     blocked, whole = blocked_and_whole(lambda: outputs_and_gradients(op, x_array), thread_count, budget)
+    if resize == "bilinear to the same size":
+        np.testing.assert_array_equal(blocked[0], x_array)
     for actual, expected, name in zip(blocked, whole, ["output", "input grad"]):
         np.testing.assert_array_equal(actual, expected, err_msg=name)

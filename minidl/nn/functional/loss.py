@@ -26,7 +26,7 @@ import numbers
 from ...autograd.function import Function
 from ...backend import array_module
 from ...ops import elementwise as E, reduction as R
-from ... import dtypes
+from ... import dtypes, threads
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "mse_loss"]
 
@@ -150,7 +150,9 @@ class CrossEntropy(Function):
         target_z = targets.gather(exp_shifted)  # z[t] - max, (N, M)
         if smoothing:
             weighted_class_sum = _class_sum(exp_shifted, class_weight)  # sum_c w[c] (z[c] - max)
-        xp.exp(exp_shifted, out=exp_shifted)  # in place: now exp(z - max), every value in (0, 1]
+        # In place: now exp(z - max), every value in (0, 1]. NumPy's float32 exp takes about 2.5 ns
+        # a value here (26 ms for (8, 23, 240, 240), half of this forward), so the threads share it.
+        threads.elementwise(xp.exp, exp_shifted, exp_shifted)
         sum_exp = exp_shifted.sum(axis=1)  # (N, M), >= 1
         log_sum_exp = xp.log(sum_exp)  # logsumexp(z) - max
 

@@ -24,6 +24,7 @@ backward needs only x (which exists anyway) and two numbers per channel.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from ...autograd.function import Function
@@ -39,7 +40,7 @@ __all__ = ["batch_norm"]
 # spatial sizes (1 for (N, C)). For a contiguous input that reshape is free.
 def _as_ncm(array):
     """(N, C, *) -> (N, C, M), a view for a contiguous array."""
-    return array.reshape(array.shape[0], array.shape[1], -1)
+    return array.reshape(array.shape[0], array.shape[1], math.prod(array.shape[2:]))  # (-1 fails when N is 0)
 
 
 def _channel_sum(a):
@@ -107,26 +108,33 @@ class BatchNorm(Function):
         # forward pass allocates this one full-size array and nothing else.
         y = xp.empty_like(x3)
 
-        def centre(block):  # y = x - mean in this block; returns the block's sums of squares (C_block,)
-            centred = y[block]
-            xp.subtract(x3[block], _per_channel(mean[block[1]]), out=centred)
-            return _channel_dot(centred, centred) if batch_stats else None
+        def centre(block, mean):  # y = x - mean in this block
+            xp.subtract(x3[block], _per_channel(mean[block[1]]), out=y[block])
 
-        def scale_and_shift(block):  # y = (x - mean) * gamma * invstd + beta, in place
+        def sum_of_squares(block, mean):  # centre, then the block's sums of (x - mean)^2 per channel (C_block,)
+            centre(block, mean)
+            return _channel_dot(y[block], y[block])
+
+        def scale_and_shift(block, scale, shift):  # y = (x - mean) * gamma * invstd + beta, in place
             y[block] *= _per_channel(scale[block[1]])
-            if bias is not None:
+            if shift is not None:
                 y[block] += _per_channel(shift[block[1]])
 
         if batch_stats:
             mean = _channel_total(parallel_map(lambda block: _channel_sum(x3[block]), blocks), blocks, x3) / count
-            var = _channel_total(parallel_map(centre, blocks), blocks, x3) / count
+            var = _channel_total(parallel_map(lambda block: sum_of_squares(block, mean), blocks), blocks, x3) / count
         else:
             mean, var = mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False)
         invstd = 1 / xp.sqrt(var + eps)
         gamma = _gamma(weight, invstd)
         scale, shift = gamma * invstd, None if bias is None else bias.astype(x.dtype, copy=False)
-        # With batch statistics y is centred already; else centring and scaling share one visit per block.
-        parallel_map(scale_and_shift if batch_stats else (lambda block: (centre(block), scale_and_shift(block))), blocks)
+
+        def normalise(block):  # with batch statistics y is centred already; else centring shares the visit
+            if not batch_stats:
+                centre(block, mean)
+            scale_and_shift(block, scale, shift)
+
+        parallel_map(normalise, blocks)
 
         ctx.save_for_backward(x, mean, invstd, gamma)
         ctx.batch_stats = batch_stats

@@ -128,12 +128,16 @@ def scatter_to_planes(values, indices, plane_shape, accumulate):
 
 
 def gather_from_planes(array, indices):
-    """array (N, C, H, W), indices (N, C, h, w) -> array's values at those plane positions, (N, C, h, w)."""
+    """array (N, C, H, W), indices (N, C, h, w) -> array's values at those plane positions, (N, C, h, w).
+
+    The blocks are planned for ``array`` (the larger) and slice only N and C, so they fit ``out`` too.
+    """
     out = array_module(array).empty(indices.shape, dtype=array.dtype)
     plane_size = array.shape[2] * array.shape[3]
 
     def gather(block):
-        out[block] = array[block].reshape(-1)[_global_positions(indices[block], plane_size)].reshape(out[block].shape)
+        values = out[block]
+        values[...] = array[block].reshape(-1)[_global_positions(indices[block], plane_size)].reshape(values.shape)
 
     parallel_map(gather, channel_blocks(array))
     return out
