@@ -279,3 +279,16 @@ def test_bad_label_smoothing():
 def test_elementwise_losses_need_equal_shapes(fn):
     with pytest.raises(ValueError, match=r"target of shape \(4, 1\).*input of shape \(4, 3\)"):
         fn(minidl.randn(4, 3), minidl.randn(4, 1))
+
+
+def test_a_leaf_input_gets_its_gradient_without_a_copy(monkeypatch):
+    """cross_entropy's gradient is the forward's exp buffer, made in the logits' shape: it reaches the
+    leaf as an array of its own, which the engine keeps without a copy."""
+    from minidl.autograd import engine
+    arrived = []
+    store = engine._accumulate_into_leaf
+    monkeypatch.setattr(engine, "_accumulate_into_leaf", lambda leaf, grad, handed_out: (
+        arrived.append(grad.base is None), store(leaf, grad, handed_out)))
+    logits = minidl.randn(2, 5, 3, 4, requires_grad=True)
+    F.cross_entropy(logits, minidl.tensor(np.random.default_rng(0).integers(0, 5, (2, 3, 4)))).backward()
+    assert arrived == [True], "the gradient reached the leaf as a view: the engine copied it"

@@ -146,7 +146,10 @@ class CrossEntropy(Function):
         targets = ClassTargets(target, class_weight, ignore_index, logits.shape, logits.dtype, "cross_entropy")
 
         max_z = z.max(axis=1, keepdims=True)  # (N, 1, M)
-        exp_shifted = z - max_z  # the one full-size buffer; holds z - max for now
+        # The one full-size buffer, made in the logits' shape so that the gradient it becomes is an
+        # array of its own (a leaf keeps it without a copy). Holds z - max for now.
+        buffer = xp.empty(logits.shape, dtype=logits.dtype)
+        exp_shifted = xp.subtract(z, max_z, out=buffer.reshape(n, c, m))  # (a view of buffer)
         target_z = targets.gather(exp_shifted)  # z[t] - max, (N, M)
         if smoothing:
             weighted_class_sum = _class_sum(exp_shifted, class_weight)  # sum_c w[c] (z[c] - max)
@@ -164,7 +167,7 @@ class CrossEntropy(Function):
         output, total_weight = _reduce_positions(loss, targets, reduction)
 
         if ctx.needs_input_grad[0]:
-            ctx.exp_shifted, ctx.sum_exp, ctx.max_z, ctx.logits = exp_shifted, sum_exp, max_z, logits
+            ctx.exp_shifted, ctx.sum_exp, ctx.max_z, ctx.logits = buffer, sum_exp, max_z, logits
             ctx.targets, ctx.class_weight, ctx.total_weight = targets, class_weight, total_weight
             ctx.reduction, ctx.smoothing = reduction, smoothing
         return output.reshape(target.shape) if reduction == "none" else output
@@ -176,11 +179,14 @@ class CrossEntropy(Function):
         n, c, m = _ncm(ctx.logits.shape)
         scale = _position_scale(grad, targets, ctx.reduction, ctx.total_weight)  # (N, M)
 
-        grad_z = ctx.exp_shifted
+        grad_input = ctx.exp_shifted  # in the logits' shape
         ctx.exp_shifted = None  # used up: it becomes the gradient below
-        if grad_z is None:  # a second backward through a retained graph
-            grad_z = ctx.logits.reshape(n, c, m) - ctx.max_z
-            array_module(grad).exp(grad_z, out=grad_z)
+        if grad_input is None:  # a second backward through a retained graph: exp(z - max) again
+            xp = array_module(grad)
+            grad_input = xp.empty(ctx.logits.shape, dtype=ctx.logits.dtype)
+            xp.exp(xp.subtract(ctx.logits.reshape(n, c, m), ctx.max_z, out=grad_input.reshape(n, c, m)),
+                   out=grad_input.reshape(n, c, m))
+        grad_z = grad_input.reshape(n, c, m)  # a view: the in-place steps below write into grad_input
 
         # p * (its coefficient), with p = exp_shifted / sum_exp: one in-place pass
         target_weight = (1 - smoothing) * targets.weight
@@ -192,7 +198,7 @@ class CrossEntropy(Function):
         if smoothing:  # the e/C * w[c] part, every class (a full-size temporary; only with smoothing)
             class_term = (smoothing / c) * (1 if w is None else w.reshape(1, c, 1))
             grad_z -= scale.reshape(n, 1, m) * class_term
-        return grad_z.reshape(ctx.logits.shape), None, None, None, None, None
+        return grad_input, None, None, None, None, None
 
 
 def _class_sum(shifted, class_weight):

@@ -106,7 +106,8 @@ class BatchNorm(Function):
         # the centred values (two-pass, no cancellation as in E[x^2] - mean^2),
         # then the same buffer is scaled and shifted in place into y. The
         # forward pass allocates this one full-size array and nothing else.
-        y = xp.empty_like(x3)
+        out = xp.empty(x.shape, dtype=x.dtype)  # made in x's shape: handed on, it is an array of its own, not a view
+        y = _as_ncm(out)
 
         def centre(block, mean):  # y = x - mean in this block
             xp.subtract(x3[block], _per_channel(mean[block[1]]), out=y[block])
@@ -138,7 +139,7 @@ class BatchNorm(Function):
 
         ctx.save_for_backward(x, mean, invstd, gamma)
         ctx.batch_stats = batch_stats
-        return y.reshape(x.shape), mean, var
+        return out, mean, var
 
     @staticmethod
     def backward(ctx, grad):
@@ -147,8 +148,10 @@ class BatchNorm(Function):
         xp, x3, dy = array_module(grad), _as_ncm(x), _as_ncm(grad)
         count = x3.shape[0] * x3.shape[2]
         blocks = channel_blocks(x3)
-        # x - mean, full size; it becomes grad_x in training
-        centred = xp.empty_like(x3) if need_weight or (need_x and ctx.batch_stats) else None
+        # x - mean, full size; it becomes grad_x in training. Made in x's shape, so that grad_x is an
+        # array of its own, not a view (a leaf input keeps it as its .grad without a copy).
+        grad_x_buffer = xp.empty(x.shape, dtype=x.dtype) if need_weight or (need_x and ctx.batch_stats) else None
+        centred = None if grad_x_buffer is None else _as_ncm(grad_x_buffer)
 
         def sums(block):  # this block's sum(dy) and, if wanted, sum(dy * (x - mean)), per channel
             if centred is None:
@@ -177,11 +180,11 @@ class BatchNorm(Function):
                 dx *= _per_channel(scale[channels])
 
             parallel_map(input_gradient, blocks)
-            grad_x = centred.reshape(x.shape)
+            grad_x = grad_x_buffer
         elif need_x:  # running statistics: y is affine in x
-            grad_x, scale = xp.empty_like(dy), gamma * invstd
-            parallel_map(lambda block: xp.multiply(dy[block], _per_channel(scale[block[1]]), out=grad_x[block]), blocks)
-            grad_x = grad_x.reshape(x.shape)
+            grad_x, scale = xp.empty(x.shape, dtype=x.dtype), gamma * invstd
+            dx = _as_ncm(grad_x)
+            parallel_map(lambda block: xp.multiply(dy[block], _per_channel(scale[block[1]]), out=dx[block]), blocks)
 
         grad_bias = sum_dy if need_bias else None
         return grad_x, grad_weight, grad_bias, None, None, None
