@@ -258,7 +258,7 @@ def band_columns(padded, geometry, rows, scratch=False):
     n, c = padded.shape[:2]
     (kh, kw), ow, groups = geometry.kernel, geometry.grid[1], geometry.groups
     if geometry.is_pointwise:  # 1x1 conv: each pixel's column is its channel vector already
-        return padded.reshape(n, groups, c // groups, padded.shape[2] * padded.shape[3])[..., rows.start * ow : rows.stop * ow]
+        return _per_group(padded, groups)[..., rows.start * ow : rows.stop * ow]
     # Preallocated and written once. The layout (N, C, kh, kw, R, OW) reshapes to
     # (N, G, K, R*OW) as a view: the matmul operands are contiguous.
     shape, xp = (n, c, kh, kw, rows.stop - rows.start, ow), array_module(padded)
@@ -356,6 +356,12 @@ def _padded_by_threads(x, geometry):
     return padded
 
 
+def _per_group(images, groups):
+    """images (N, C, H, W) -> (N, G, C/G, H*W): each group's channels, pixels flattened (a view when contiguous)."""
+    n, c, h, w = images.shape
+    return images.reshape(n, groups, c // groups, h * w)
+
+
 def _grouped(weight, groups):
     """weight (O, C/G, kh, kw) -> (G, O/G, K): one weight matrix per group (a view)."""
     return weight.reshape(groups, weight.shape[0] // groups, -1)
@@ -377,7 +383,7 @@ def columns_times_weight(weight, x, geometry, bias=None):
     """
     xp, (n, out_channels), groups = array_module(x), (x.shape[0], weight.shape[0]), geometry.groups
     out = xp.empty((n, out_channels) + geometry.grid, dtype=x.dtype)
-    out_pixels = out.reshape(n, groups, out_channels // groups, geometry.grid[0] * geometry.grid[1])  # a view
+    out_pixels = _per_group(out, groups)  # a view: out is contiguous
     weights = _grouped(weight, groups)
     padded = _padded_by_threads(x, geometry)
 
@@ -446,7 +452,7 @@ def image_gradient(weight, grad_out, geometry):
         kernel = xp.ascontiguousarray(flipped_kernel(weight, geometry.groups))
         return columns_times_weight(kernel, grad_out, as_conv)
     n, groups = grad_out.shape[0], geometry.groups
-    grad_groups = grad_out.reshape(n, groups, grad_out.shape[1] // groups, grad_out.shape[2] * grad_out.shape[3])  # (N, G, O/G, L)
+    grad_groups = _per_group(grad_out, groups)  # (N, G, O/G, L)
     weight_t = _grouped(weight, groups).swapaxes(1, 2)  # (G, K, O/G): a view, BLAS reads it transposed
     channels = weight_t.shape[1] * groups // (geometry.kernel[0] * geometry.kernel[1])
     pointwise = geometry.is_pointwise  # 1x1: the column gradient IS the image gradient, nothing to add up
@@ -474,8 +480,8 @@ def weight_gradient(grad_out, x, weight_shape, geometry):
     Each piece's batched matmul gives a (n_piece, G, O/G, K) stack of
     per-image products -- weight-sized, small -- summed into the result.
     """
-    n, groups = x.shape[0], geometry.groups
-    grad_pixels = grad_out.reshape(n, groups, grad_out.shape[1] // groups, geometry.grid[0] * geometry.grid[1])
+    groups = geometry.groups
+    grad_pixels = _per_group(grad_out, groups)  # (N, G, O/G, OH*OW)
     padded = _padded_by_threads(x, geometry)
 
     def piece_product(piece):  # (G, O/G, K), this piece's share of dW
