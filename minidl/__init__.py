@@ -5,7 +5,6 @@
     (x * x).sum().backward()
     x.grad            # tensor([2., 4., 6.])
 """
-from . import memory  # noqa: F401  (first: big arrays reuse freed memory; see minidl/memory.py)
 from . import dtypes
 from .dtypes import bool_ as bool, float16, float32, float64, half, double, int8, int16, int32, int64, long, uint8
 from .backend import Device as device, cuda_is_available, manual_seed, initial_seed
@@ -35,5 +34,8 @@ class cuda:  # noqa: N801  (mirrors torch.cuda.is_available)
 
 __version__ = "0.1.0"
 from .summary import summary, Summary
-from . import threads
-from .threads import get_num_threads, set_num_threads
+from . import kernels
+from .kernels import get_kernels, set_kernels
+from .kernels import cpu as _cpu_kernels  # noqa: F401  (registers the fast CPU kernels)
+from .kernels.cpu.threads import get_num_threads, set_num_threads
+from .kernels.cpu.memory import keep_freed_memory

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import backend, dtypes
 from .autograd.engine import run_backward
+from .autograd import function as _function
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled
 from .ops import elementwise as E, linalg, reduction as R, shape as S
@@ -23,7 +24,7 @@ from .ops import elementwise as E, linalg, reduction as R, shape as S
 class Tensor:
     """A multi-dimensional array with automatic differentiation. Make one with ``minidl.tensor``."""
 
-    __slots__ = ("_array", "requires_grad", "grad", "grad_fn", "_retains_grad", "__weakref__", "__dict__")
+    __slots__ = ("_array", "requires_grad", "grad", "grad_fn", "_retains_grad", "__weakref__")
 
     def __init__(self, array, requires_grad=False):
         self._array = array
@@ -414,6 +415,9 @@ class Tensor:
 
     def any(self):
         return Tensor._from_array(backend.array_module(self._array).asarray(self._array.any()))
+
+
+_function.Tensor = Tensor  # Function.apply tells Tensors from plain arguments with it
 
 
 def parse_to_args(args, dtype=None, device=None):

@@ -33,8 +33,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..backend import array_module, device_of
 from .grad_mode import is_grad_enabled
+
+Tensor = None  # minidl.Tensor; minidl/_tensor.py sets it once the class exists (that module imports this one)
 
 
 class Function:
@@ -66,7 +69,9 @@ class Function:
 
     @property
     def name(self):
-        return type(self).__name__ + "Backward"
+        """``Conv2dBackward``: the op's name (a fast kernel's node keeps its reference's name)."""
+        op = type(self)
+        return getattr(op, "replaces", op).__name__ + "Backward"
 
     def __repr__(self):
         return f"<{self.name}>"
@@ -74,9 +79,11 @@ class Function:
     # ------------------------------------------------------------------ apply
     @classmethod
     def apply(cls, *args):
-        """Run the op on Tensors (and plain Python values) and record it if needed."""
-        from .._tensor import Tensor
+        """Run the op on Tensors (and plain Python values) and record it if needed.
 
+        The op runs as ``cls`` itself, or as its fast CPU kernel where the
+        fast kernel set is selected (``minidl/kernels``: the one switch).
+        """
         arrays = []
         needs_input_grad = []
         first_tensor = None
@@ -97,9 +104,10 @@ class Function:
                 needs_input_grad.append(False)
 
         record = any(needs_input_grad) and is_grad_enabled()
-        ctx = cls()
+        op = kernels.implementation(cls, first_tensor._array if first_tensor is not None else None)
+        ctx = op()
         ctx.needs_input_grad = tuple(needs_input_grad)
-        raw = cls.forward(ctx, *arrays)
+        raw = op.forward(ctx, *arrays)
         outputs = raw if isinstance(raw, tuple) else (raw,)
         if isinstance(outputs[0], np.generic):  # NumPy turns 0-d results into scalars; keep arrays
             outputs = (np.asarray(outputs[0]),) + outputs[1:]

@@ -49,8 +49,8 @@ import numpy as np
 
 from ...autograd.function import Function
 from ...backend import array_module
-from ... import threads
-from ...threads import even_slices, get_num_threads, parallel_map
+from ...kernels.cpu import threads
+from ...kernels.cpu.threads import even_slices, get_num_threads, parallel_map
 
 __all__ = ["conv2d", "conv_transpose2d"]
 

@@ -26,7 +26,8 @@ import numbers
 from ...autograd.function import Function
 from ...backend import array_module
 from ...ops import elementwise as E, reduction as R
-from ... import dtypes, threads
+from ... import dtypes
+from ...kernels.cpu import threads
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "mse_loss"]
 

@@ -30,7 +30,7 @@ import numbers
 from ...autograd.function import Function
 from ...backend import array_module
 from ... import dtypes
-from ...threads import channel_blocks, parallel_map
+from ...kernels.cpu.threads import channel_blocks, parallel_map
 
 __all__ = ["batch_norm"]
 

@@ -30,7 +30,7 @@ from ...autograd.function import Function
 from ...backend import array_module, scatter_add
 from .conv import ConvGeometry, _check_4d, _non_negative_pair, _pair, _positive_pair, crop_image, pad_image, window_slices
 from .upsampling import Resample2d, adaptive_average_map
-from ...threads import channel_blocks, parallel_map
+from ...kernels.cpu.threads import channel_blocks, parallel_map
 
 __all__ = ["max_pool2d", "max_unpool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 

@@ -40,7 +40,7 @@ import numpy as np
 from ...autograd.function import Function
 from ...backend import array_module
 from .conv import _check_4d
-from ...threads import channel_blocks, parallel_map
+from ...kernels.cpu.threads import channel_blocks, parallel_map
 
 __all__ = ["interpolate"]
 

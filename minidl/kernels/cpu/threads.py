@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .backend import array_module
+from ...backend import array_module
 
 __all__ = ["get_num_threads", "set_num_threads", "parallel_map", "matmul", "even_slices", "elementwise", "channel_blocks"]
 
