@@ -1,4 +1,5 @@
 """The MSRC-v2 loader, on small fixture folders written by the tests (and on the real data if present)."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 from PIL import Image
 
 from minidl.data import MSRC, MSRC_CLASSES, decode_mask
+from minidl.data.files import SPLITS, read_split_file
 
 REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc_v2"
 
@@ -94,10 +96,33 @@ def test_size_mismatch_names_both_files(msrc_root):
         MSRC(root, "train")
 
 
-def test_missing_split_file_names_it(msrc_root):
+def test_without_a_split_file_the_shipped_list_is_read(msrc_root):
     root, _ = msrc_root
-    with pytest.raises(FileNotFoundError, match=r"split file .*test\.txt not found"):
+    # the fixture has no test.txt: the shipped test list's first name is looked for
+    first_test_name = read_split_file(SPLITS / "msrc_test.txt", "MSRC")[0]
+    with pytest.raises(FileNotFoundError, match=rf"no image for '{first_test_name}'"):
         MSRC(root, "test")
+    with pytest.raises(FileNotFoundError, match=r"minidl ships no 'trainval' split \(it ships test, train, val\)"):
+        MSRC(root, "trainval")
+
+
+def test_a_folder_without_images_says_how_to_prepare_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"has no Images/ folder; prepare MSRC-v2 there with .*prepare msrc"):
+        MSRC(tmp_path, "train")
+
+
+def test_shipped_splits_cover_msrc_v2_once():
+    splits = {split: read_split_file(SPLITS / f"msrc_{split}.txt", "MSRC") for split in ("train", "val", "test")}
+    assert {split: len(names) for split, names in splits.items()} == {"train": 295, "val": 58, "test": 238}
+    everything = [name for names in splits.values() for name in names]
+    assert len(set(everything)) == 591  # MSRC-v2's 591 photographs, each in one split
+    assert all(re.fullmatch(r"\d+_\d+_s", name) for name in everything)
+
+
+@pytest.mark.skipif(not REAL_ROOT.is_dir(), reason="the MSRC-v2 copy in shared/data is not here")
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_shipped_splits_are_the_development_copys(split):
+    assert read_split_file(SPLITS / f"msrc_{split}.txt", "MSRC") == read_split_file(REAL_ROOT / f"{split}.txt", "MSRC")
 
 
 @pytest.mark.skipif(not REAL_ROOT.is_dir(), reason="the MSRC-v2 copy in shared/data is not here")

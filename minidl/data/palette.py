@@ -4,7 +4,8 @@ A segmentation *mask* is an integer array (H, W): one class index per pixel, ``-
 void (unlabelled) pixels, which the loss (``ignore_index=-1``) and the metrics skip.
 A *colour-coded* label image is the same information drawn with a palette, one RGB
 colour per class and black for void -- the way MSRC-v2 ships its ground truth, and the
-way you look at a prediction.
+way you look at a prediction. An *index* label image stores a number per pixel instead
+(CamVid's annotations, MSRC's cleaned labels): ``encode_indices`` maps those numbers to a mask.
 
 MSRC-v2's colours are not arbitrary: each class has the colour that the PASCAL VOC colour
 map (see ``voc_colour``: the bits of a number spread over the high bits of R, G and B) gives
@@ -34,6 +35,7 @@ MSRC_PALETTE = np.array(
 )  # (23, 3)
 
 # CamVid, 11 classes as the SegNet tutorial ships it (label 11 = unlabelled = void)
+CAMVID_UNLABELLED = 11
 CAMVID_CLASSES = (
     "sky", "building", "pole", "road", "pavement", "tree", "sign_symbol", "fence", "car", "pedestrian", "bicyclist",
 )
@@ -105,3 +107,22 @@ def encode_colours(rgb, palette=MSRC_PALETTE, source="label image") -> np.ndarra
             "(void must be pure black (0, 0, 0))"
         )
     return np.where(known, order[slot], VOID).astype(np.int64)
+
+
+def encode_indices(values, num_classes, void, first=0, source="label image") -> np.ndarray:
+    """Stored class numbers -> int64 mask: ``first + c`` -> class c (0 <= c < num_classes), ``void`` -> -1.
+
+    CamVid stores 0..10 and 11 for unlabelled (first=0, void=11); MSRC's cleaned labels 1..23 and
+    0 for void (first=1, void=0). Any other value (or a fraction) raises ValueError naming ``source``,
+    the values found and their pixel count.
+    """
+    values = np.asarray(values)
+    classes = values.astype(np.int64) - first  # a fraction truncates, and then differs from its value
+    bad = (values != void) & ((classes < 0) | (classes >= num_classes) | (classes + first != values))
+    if bad.any():
+        found = np.unique(values[bad]).tolist()
+        raise ValueError(
+            f"{source} has values {found[:10]} ({int(bad.sum())} pixels); expected "
+            f"{first}..{first + num_classes - 1} for the classes and {void} for void"
+        )
+    return np.where(values == void, VOID, classes)
