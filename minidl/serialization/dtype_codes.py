@@ -40,13 +40,25 @@ def stored_itemsize(dtype_name):
 def decode(raw, dtype_name, byteorder="little"):
     """Raw bytes -> a 1-D NumPy array of ``dtype_name`` in native byte order (bfloat16 -> float32).
 
-    The result owns its memory and is writable (``frombuffer`` alone would be a read-only view).
+    See ``native``: the result shares ``raw``'s memory where it can (a bytearray in native order).
     """
     order = "<" if byteorder == "little" else ">"
     if dtype_name == BFLOAT16:
         halves = np.frombuffer(raw, dtype=order + "u2")
         return (halves.astype(np.uint32) << 16).view(np.float32)
-    if dtype_name == "bool":  # any nonzero byte is True; never reinterpret other bytes as NumPy bools
-        return np.frombuffer(raw, dtype=np.uint8) != 0
-    dtype = np.dtype(dtype_name).newbyteorder(order)
-    return np.frombuffer(raw, dtype=dtype).astype(np.dtype(dtype_name))  # a native-order copy
+    return native(np.frombuffer(raw, dtype=np.dtype(dtype_name).newbyteorder(order)))
+
+
+def native(array):
+    """``array`` (read from a file's bytes) as a writable array in native byte order.
+
+    It is returned as it is when it already is one (``np.frombuffer`` of a bytearray: no copy);
+    otherwise copied (``frombuffer`` of bytes alone would be read-only). Bools are made of
+    bytes equal to 0 or 1 (any nonzero byte is True): other bytes are never reinterpreted
+    as NumPy bools.
+    """
+    if array.dtype == np.bool_:
+        return array.view(np.uint8) != 0
+    if array.dtype.isnative and array.flags.writeable:
+        return array
+    return array.astype(array.dtype.newbyteorder("="))

@@ -10,8 +10,9 @@ Layout (https://github.com/huggingface/safetensors, "Format")::
     the rest    the byte buffer; [begin, end) offsets are relative to its start
 
 Rules checked on reading (each failure names the file and the tensor): the header fits in
-the file; each tensor's byte span matches ``prod(shape) * itemsize``; spans lie inside the
-buffer, do not overlap, and cover it without holes.
+the file and names no key twice; each tensor's byte span matches ``prod(shape) * itemsize``;
+spans lie inside the buffer, do not overlap, and cover it without holes -- so the tensors
+together hold exactly the file's bytes.
 
 Writing lays the tensors out largest-itemsize first, so that every tensor starts at a
 multiple of its itemsize when the header is padded to 8 bytes, and keeps the caller's key
@@ -28,8 +29,8 @@ import numpy as np
 from .. import backend
 from .._tensor import Tensor
 from .dtype_codes import CODE_OF_DTYPE, SAFETENSORS_CODES, decode, stored_itemsize
-from .errors import CheckpointError, reading
-from .files import stream_size
+from .errors import CheckpointError, Refusal, reading
+from .files import read_exactly, stream_size
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit too
 METADATA_KEY = "__metadata__"
@@ -46,15 +47,25 @@ def read(stream, name, device):
         if header_length > min(size - 8, MAX_HEADER_BYTES):
             raise CheckpointError(f"{name}: its safetensors header length {header_length} runs past the end of "
                                   f"the file ({size} bytes) or over the {MAX_HEADER_BYTES}-byte limit: truncated?")
-        header = json.loads(stream.read(header_length).decode("utf-8"), object_pairs_hook=OrderedDict)  # "{": a dict
+        header = json.loads(stream.read(header_length).decode("utf-8"), object_pairs_hook=_unique_keys)  # "{": a dict
         entries = _check_entries(header, size - 8 - header_length, name)
         data_start = 8 + header_length
         tensors = OrderedDict()
         for key, (dtype_name, shape, begin, end) in entries.items():
             stream.seek(data_start + begin)
-            array = decode(stream.read(end - begin), dtype_name).reshape(shape)
+            array = decode(read_exactly(stream, end - begin, f"tensor {key!r}"), dtype_name).reshape(shape)
             tensors[key] = Tensor._from_array(backend.to_device(array, device))
         return tensors
+
+
+def _unique_keys(pairs):
+    """A JSON object as an OrderedDict; a key given twice is refused (which one would count?)."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise Refusal(f"its header names {key!r:.100} twice")
+        seen.add(key)
+    return OrderedDict(pairs)
 
 
 def _check_entries(header, buffer_size, name):

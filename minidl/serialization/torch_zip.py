@@ -8,18 +8,20 @@ Layout (``archive/`` is any top-level folder name; torchvision's files use it)::
     archive/byteorder       "little" or "big" (absent in older files: little)
     archive/version         format version; .format_version, .storage_alignment, ...
 
-Members are stored uncompressed, and a compressed one is refused: then no member can
-unpack to more bytes than the file holds (no "zip bomb"). The pickle is read by
-``torch_pickle`` (no code runs); each storage's byte count is checked against its declared
-size before it is read.
+Members are stored uncompressed, and ``zip_archive.open_zip`` refuses a compressed one, an
+encrypted one and members that overlap: together they hold no more bytes than the file. The
+pickle is scanned and read by ``torch_pickle`` (no code runs, its memory bounded by its size);
+each storage's byte count is checked against its declared size before it is read, and each
+tensor against its storage when it is built.
 """
 from __future__ import annotations
 
 import zipfile
 
 from .dtype_codes import decode
-from .errors import CheckpointError, reading
+from .errors import CheckpointError
 from .torch_pickle import expected_bytes, materialize, unpickle_bytes
+from .zip_archive import open_zip, read_member, stream_size_of
 
 
 def is_torch_zip(names):
@@ -37,23 +39,24 @@ def _pickle_prefix(member):
 
 def read(stream, name, device):
     """The object saved in the PyTorch zip ``stream``, with minidl Tensors on ``device``."""
-    with reading(name), zipfile.ZipFile(stream) as archive:
+    with open_zip(stream, name, methods=(zipfile.ZIP_STORED,)) as archive:
         prefixes = {p for p in map(_pickle_prefix, archive.namelist()) if p is not None}
         if len(prefixes) != 1:
             raise CheckpointError(f"{name}: expected exactly one data.pkl in this PyTorch zip, found {len(prefixes)}")
         (prefix,) = prefixes
         byteorder = _byteorder(archive, prefix, name)
         refs = {}
-        obj = unpickle_bytes(_read_stored(archive, prefix + "data.pkl", name), name, refs)
+        obj = unpickle_bytes(read_member(archive, archive.getinfo(prefix + "data.pkl"), name), refs)
         storages = {key: _read_storage(archive, prefix, ref, byteorder, name) for key, ref in refs.items()}
-        return materialize(obj, storages, name, device)
+        return materialize(obj, storages, name, device, stream_size_of(stream))
 
 
 def _byteorder(archive, prefix, name):
     try:
-        order = _read_stored(archive, prefix + "byteorder", name).decode("ascii").strip()
+        info = archive.getinfo(prefix + "byteorder")
     except KeyError:
         return "little"  # files from before PyTorch 1.13 have no byteorder record: little-endian
+    order = read_member(archive, info, name).decode("ascii").strip()
     if order not in ("little", "big"):
         raise CheckpointError(f"{name}: unknown byte order {order!r:.40}")
     return order
@@ -70,11 +73,4 @@ def _read_storage(archive, prefix, ref, byteorder, name):
             f"{name}: storage {ref.key!r} holds {info.file_size} bytes, but its {ref.numel} {ref.dtype_name} "
             f"elements need {expected_bytes(ref)}"
         )
-    return decode(_read_stored(archive, member, name), ref.dtype_name, byteorder)
-
-
-def _read_stored(archive, member, name):
-    info = archive.getinfo(member)
-    if info.compress_type != zipfile.ZIP_STORED:
-        raise CheckpointError(f"{name}: {member} is compressed; PyTorch stores its members uncompressed")
-    return archive.read(info)
+    return decode(read_member(archive, info, name), ref.dtype_name, byteorder)
