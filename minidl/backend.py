@@ -10,6 +10,7 @@ CuPy is imported lazily, only when a tensor is first moved to (or created on)
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -125,8 +126,6 @@ def on_device(device):
     """Context that makes ``device`` current, so that new CuPy arrays land on it."""
     device = Device(device)
     if device.type == "cpu":
-        import contextlib
-
         return contextlib.nullcontext()
     return cupy_module().cuda.Device(device.index)
 
@@ -143,6 +142,16 @@ def scatter_add(target, index, values):
         import cupyx
 
         cupyx.scatter_add(target, index, values)
+
+
+def quiet_float_errors(xp):
+    """A context in which 0/0 gives nan silently (a mean over nothing, as in PyTorch).
+
+    NumPy warns about such divisions unless told not to (``errstate``); CuPy
+    never warns and has no ``errstate``.
+    """
+    errstate = getattr(xp, "errstate", None)
+    return errstate(divide="ignore", invalid="ignore") if errstate else contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- random numbers

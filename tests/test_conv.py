@@ -200,54 +200,6 @@ def test_larger_layer_matches_torch_in_float32():
     _parity(F.conv2d, torch.nn.functional.conv2d, x, w, b, dict(padding=1), 1e-5, 1e-4)
 
 
-@contextlib.contextmanager
-def one_image_chunks():
-    """A piece budget of one byte: im2col runs one output row of one image at a time (see conv.CHUNK_BYTES).
-
-    Also takes the flipped-kernel input gradient for any channel count (conv.FLIPPED_MIN_CHANNELS),
-    so these small hypothesis shapes check that route too; the other tests check col2im's.
-    """
-    from minidl.nn.functional import conv
-
-    saved = conv.CHUNK_BYTES, conv.FLIPPED_MIN_CHANNELS
-    conv.CHUNK_BYTES, conv.FLIPPED_MIN_CHANNELS = 1, 1
-    try:
-        yield
-    finally:
-        conv.CHUNK_BYTES, conv.FLIPPED_MIN_CHANNELS = saved
-
-
-@needs_torch
-@given(conv_configs(max_batch=3, max_channels=4), seeds)
-def test_conv2d_in_one_image_chunks_matches_torch(config, seed):
-    x, w, b = rand(config["x_shape"], seed), rand(config["w_shape"], seed + 1), bias_for(config, seed)
-    with one_image_chunks():
-        _parity(F.conv2d, torch.nn.functional.conv2d, x, w, b, conv_args(config), 1e-10, 1e-10)
-
-
-@needs_torch
-@given(transposed_configs(max_batch=3, max_channels=4), seeds)
-def test_conv_transpose2d_in_one_image_chunks_matches_torch(config, seed):
-    x, w = rand(config["x_shape"], seed), rand(config["w_shape"], seed + 1)
-    b = bias_for(config, seed, transposed=True)
-    with one_image_chunks():
-        _parity(F.conv_transpose2d, torch.nn.functional.conv_transpose2d, x, w, b, transpose_args(config), 1e-10, 1e-10)
-
-
-def test_stride_one_input_gradient_is_a_flipped_convolution():
-    """The route image_gradient takes for stride 1 (a conv2d of dy with the flipped kernel) equals col2im's."""
-    from minidl.nn.functional.conv import col2im, flipped_kernel
-
-    rng = np.random.default_rng(3)
-    weight, grad = rng.standard_normal((6, 2, 3, 3)), rng.standard_normal((2, 6, 5, 7))
-    geometry = ConvGeometry((3, 3), (1, 1), (1, 1), (1, 1), 2, (5, 7), (5, 7))
-    via_col2im = col2im(np.matmul(weight.reshape(2, 3, 18).swapaxes(1, 2), grad.reshape(2, 2, 3, 35)), geometry)
-    flipped = flipped_kernel(weight, 2)
-    assert flipped.shape == (4, 3, 3, 3)
-    via_conv = F.conv2d(minidl.tensor(grad), minidl.tensor(np.ascontiguousarray(flipped)), padding=1, groups=2)
-    np.testing.assert_allclose(via_conv.numpy(), via_col2im, rtol=1e-12, atol=1e-12)
-
-
 # --------------------------------------------------------------------------- bad inputs
 @pytest.mark.parametrize(
     "x_shape, w_shape, kwargs, match",

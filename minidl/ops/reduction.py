@@ -5,11 +5,10 @@ axes: equally for sum and mean, to the winning element for max/min.
 """
 from __future__ import annotations
 
-import contextlib
 from collections import namedtuple
 
 from ..autograd.function import Function
-from ..backend import array_module
+from ..backend import array_module, quiet_float_errors
 from .. import dtypes
 
 
@@ -70,24 +69,15 @@ class Var(Function):
         centred = x - x.mean(axis=axes, keepdims=True)
         ctx.save_for_backward(centred)
         ctx.axes, ctx.keepdim, ctx.divisor = axes, keepdim, n - correction if n > correction else 0
-        with _quiet(array_module(x)):
+        with quiet_float_errors(array_module(x)):
             return ((centred * centred).sum(axis=axes, keepdims=keepdim) / ctx.divisor).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         (centred,) = ctx.saved_tensors
         grad = _expand_back(grad, centred.shape, ctx.axes, ctx.keepdim)
-        with _quiet(array_module(grad)):
+        with quiet_float_errors(array_module(grad)):
             return grad * centred * (2.0 / ctx.divisor if ctx.divisor else float("nan")), None, None, None
-
-
-def _quiet(xp):
-    """Division by zero in var of one element gives nan as in PyTorch, without a warning.
-
-    (CuPy never warns about floating-point errors and has no ``errstate``.)
-    """
-    errstate = getattr(xp, "errstate", None)
-    return errstate(divide="ignore", invalid="ignore") if errstate else contextlib.nullcontext()
 
 
 def _count(shape, axes):

@@ -31,7 +31,7 @@ from .. import dtypes
 from .._tensor import Tensor
 from ..autograd.function import Function
 from ..backend import Device, to_device
-from ..nn.modules._utils import _pair
+from ..nn.functional.common import pair
 from ..nn.modules.conv import ConvTranspose2d as ConvTransposeModule
 from ..nn.modules.pooling import MaxPool2d as MaxPoolModule, MaxUnpool2d as MaxUnpoolModule
 from . import memory
@@ -131,7 +131,8 @@ def _window_hint(call):
     """Max pooling and unpooling nodes forget their window; their module remembers it."""
     node, m = call.output_node, call.module
     if isinstance(m, MaxPoolModule) and node is not None:
-        kernel, stride, padding, dilation = (_pair(v) for v in (m.kernel_size, m.stride, m.padding, m.dilation))
+        kernel, stride, padding, dilation = (pair(getattr(m, name), name, repr(m))
+                                             for name in ("kernel_size", "stride", "padding", "dilation"))
         return node, tuple(Window("gather", kernel[a], stride[a], padding[a], dilation[a]) for a in range(2))
     if isinstance(m, MaxUnpoolModule) and node is not None:
         return node, tuple(Window("scatter", m.kernel_size[a], m.stride[a], m.padding[a]) for a in range(2))
@@ -195,12 +196,12 @@ def _layer_nodes(calls):
 
 def _memory_pass(model, x_array, device):
     """Pass 2: bytes saved per call (+ outside any leaf module), and the peak over forward + backward."""
-    from ..nn.functional import conv
+    from ..kernels.cpu.conv import scratch
 
     x = Tensor(x_array)
-    # The convolutions reuse one column buffer per thread (conv.py, _Scratch). Drop them, so
-    # the peak counts them as a first training step does, whatever ran before.
-    conv._scratch.drop()
+    # The fast convolutions reuse one column buffer per thread (kernels/cpu/conv.py). Drop them,
+    # so the peak counts them as a first training step does, whatever ran before.
+    scratch.drop()
     with memory.PeakMeter(device) as meter:
         output, calls = _run_recorded(model, x)
         groups = _layer_nodes(calls)

@@ -1,7 +1,7 @@
 """Every CPU core at work: ``minidl.set_num_threads(n)`` / ``minidl.get_num_threads()``.
 
-Why the library runs threads of its own
----------------------------------------
+Why the fast kernels run threads of their own
+---------------------------------------------
 NumPy's BLAS already spreads one *big* matrix product over all cores. But a
 convolution with few channels (16 or 32, the full-resolution layers of a
 segmentation net) is not one big product: most of its time goes to im2col's
@@ -12,22 +12,22 @@ busy in both. Python threads can do this: NumPy releases the GIL inside copies
 and matmuls, so they really run at the same time.
 
 While our threads run, BLAS must run one thread per call: two threads each
-asking a 2-thread BLAS for a product just queue behind each other (measured: no
-gain). NumPy has no call for that, but the OpenBLAS inside NumPy's wheels
-exports ``openblas_set_num_threads``; ``ctypes`` reaches it. Where it cannot be
-found (NumPy built on another BLAS), the thread count is 1 and everything runs
-in the caller's thread, as without this module.
+asking a 2-thread BLAS for a product just queue behind each other. NumPy has no
+call for that, but the OpenBLAS inside NumPy's wheels exports
+``openblas_set_num_threads``; ``ctypes`` reaches it (found on first use, not on
+import). ``parallel_map`` sets BLAS to one thread for the time its threads run
+and gives it back its own count afterwards, so NumPy code outside minidl keeps
+BLAS's threads. Where OpenBLAS cannot be reached (NumPy built on another BLAS),
+minidl's thread count is 1 and everything runs in the caller's thread.
 
-Measured on 2 cores, training steps alternated in one process (1 thread with
-a 2-thread BLAS vs 2 threads with 1-thread BLAS): unet_small batch 8 at 64x64
-347 -> 303 ms, SegNetSmall batch 4 at 128x128 1080 -> 931 ms (1.15x, 1.16x).
-The splits live in ``minidl/nn/functional/conv.py`` (by images, or bands of rows),
+The splits live in the fast kernels: ``conv.py`` (by images, or bands of rows),
 ``matmul`` below (by rows or columns), and ``elementwise`` and ``channel_blocks``
 below (blocks of memory, for the ops that only stream through it: ReLU, BatchNorm,
 pooling and unpooling, resampling, the softmax's exp).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import math
@@ -45,7 +45,7 @@ __all__ = ["get_num_threads", "set_num_threads", "parallel_map", "matmul", "even
 
 # --------------------------------------------------------------------------- BLAS's thread count
 class _OpenBLAS:
-    """The get/set thread-count functions of the OpenBLAS that NumPy loaded, or None of them."""
+    """The get/set thread-count functions of the OpenBLAS that NumPy loaded, looked up on first use."""
 
     # Symbol names: NumPy >= 2 ships "scipy_openblas" with a prefix and a 64-bit-int suffix;
     # older wheels ship plain OpenBLAS.
@@ -54,7 +54,17 @@ class _OpenBLAS:
              ("openblas_get_num_threads", "openblas_set_num_threads")]
 
     def __init__(self):
+        self.searched = False
         self.get = self.set = None
+
+    @property
+    def found(self):
+        if not self.searched:
+            self.searched = True
+            self.get, self.set = self._search()
+        return self.get is not None
+
+    def _search(self):
         # Wheels put their BLAS next to the package: numpy.libs (Linux), numpy/.dylibs (macOS)
         package = os.path.dirname(np.__file__)
         for path in glob.glob(package + ".libs/*openblas*") + glob.glob(os.path.join(package, ".dylibs", "*openblas*")):
@@ -64,45 +74,40 @@ class _OpenBLAS:
                 continue
             for get_name, set_name in self.NAMES:
                 if hasattr(library, get_name) and hasattr(library, set_name):
-                    self.get, self.set = getattr(library, get_name), getattr(library, set_name)
-                    self.get.restype, self.set.argtypes = ctypes.c_int, [ctypes.c_int]
-                    return
-
-    @property
-    def found(self):
-        return self.get is not None
+                    get, set_ = getattr(library, get_name), getattr(library, set_name)
+                    get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                    return get, set_
+        return None, None
 
 
 _openblas = _OpenBLAS()
 
 
 # --------------------------------------------------------------------------- our own threads
-def _default_thread_count():
-    """As many as BLAS would use (it reads OPENBLAS_NUM_THREADS / OMP_NUM_THREADS); 1 where BLAS's
-    thread count cannot be set (then splitting would only cut the work into pieces run in turn)."""
-    return max(1, _openblas.get()) if _openblas.found else 1
-
-
-_threads = _default_thread_count()
-_blas_own_count = _openblas.get() if _openblas.found else None  # what BLAS used before we took over
+_threads = None  # minidl's thread count; None until first asked (then BLAS's own count)
 _pool = None  # made on first use, with _threads workers
-_pool_lock = threading.Lock()  # guards making and replacing _pool
+_pool_lock = threading.Lock()  # guards making and replacing _pool, and the BLAS hand-over below
+_blas_borrowers = 0  # parallel_map calls now running with BLAS held at one thread
+_blas_own_count = None  # BLAS's count before the first of them took it
 
 
 def get_num_threads():
-    """How many threads minidl's CPU ops split their work into (like ``torch.get_num_threads``)."""
+    """How many threads minidl's fast CPU kernels split their work into (like ``torch.get_num_threads``).
+
+    By default as many as NumPy's BLAS uses (it reads OPENBLAS_NUM_THREADS /
+    OMP_NUM_THREADS); 1 where BLAS's thread count cannot be set.
+    """
+    global _threads
+    if _threads is None:
+        _threads = max(1, _openblas.get()) if _openblas.found else 1
     return _threads
 
 
 def set_num_threads(count):
-    """Split minidl's CPU work (convolutions, matmuls) over ``count`` threads; 1 turns the splitting off.
+    """Split minidl's fast CPU kernels (convolutions, matmuls, the memory-bound ops) over ``count`` threads.
 
-    While minidl splits work itself (count > 1), NumPy's BLAS is kept at one
-    thread per call -- from the first split on, for the whole process, NumPy
-    products outside minidl included (``parallel_map`` says why it is not
-    switched back and forth). ``set_num_threads(1)`` gives BLAS the thread
-    count it had when minidl was imported. Where NumPy's BLAS is not an
-    OpenBLAS minidl can reach, the count stays 1. Under ``mpiexec`` with one
+    1 turns the splitting off. Where NumPy's BLAS is not an OpenBLAS minidl
+    can reach, the count stays 1 (with a warning). Under ``mpiexec`` with one
     process per core, start with OMP_NUM_THREADS=1 (which makes 1 the default)
     or call this with 1.
     """
@@ -113,14 +118,13 @@ def set_num_threads(count):
         if count > 1:
             warnings.warn("set_num_threads: NumPy's BLAS is not an OpenBLAS that minidl can reach, so minidl "
                           "cannot keep it from competing with its own threads; minidl stays at 1 thread")
+        _threads = 1
         return
     with _pool_lock:
         if _pool is not None and count != _threads:
             _pool.shutdown(wait=False)  # its threads finish their items and end; new work goes to a new pool
             _pool = None
         _threads = int(count)
-    if _threads == 1:
-        _openblas.set(_blas_own_count)
 
 
 def parallel_map(function, items):
@@ -130,28 +134,50 @@ def parallel_map(function, items):
     so it is inside one of our threads (a nested split would wait for threads
     that are all busy waiting). ``function`` must not write to memory another
     item reads; each thread has its own conv scratch buffer (conv.py,
-    ``_Scratch``). An exception in any item is raised here.
+    ``_Scratch``). An exception in any item is raised here. While the items
+    run, NumPy's BLAS runs one thread per call (``_blas_held_at_one``).
     """
-    global _pool
     items = list(items)
-    if _threads == 1 or len(items) < 2 or _in_our_thread():
+    if get_num_threads() == 1 or len(items) < 2 or _in_our_thread():
         return [function(item) for item in items]
-    # From here on BLAS runs one thread per call, and stays so (set_num_threads(1) undoes it).
-    # Why not one BLAS thread only inside this call and all of them outside? OpenBLAS's idle
-    # workers spin for a while after each multi-threaded call; switching per call let them
-    # steal the cores from ours (measured: most of the gain was lost).
-    _openblas.set(1)
+    with _blas_held_at_one():
+        return list(_thread_pool().map(function, items))
+
+
+def _thread_pool():
+    global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="minidl", initializer=_mark_as_ours)
-        pool = _pool
-    return list(pool.map(function, items))
+        return _pool
+
+
+@contextlib.contextmanager
+def _blas_held_at_one():
+    """BLAS at one thread per call inside, its own count again once no parallel_map runs.
+
+    (Several Python threads may run parallel_map at once: the first takes
+    BLAS's count, the last gives it back.)
+    """
+    global _blas_borrowers, _blas_own_count
+    with _pool_lock:
+        if _blas_borrowers == 0:
+            _blas_own_count = _openblas.get()
+            _openblas.set(1)
+        _blas_borrowers += 1
+    try:
+        yield
+    finally:
+        with _pool_lock:
+            _blas_borrowers -= 1
+            if _blas_borrowers == 0:
+                _openblas.set(_blas_own_count)
 
 
 def _forget_pool_after_fork():
     """A forked child inherits the pool object but not its threads: work queued there would wait forever."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
+    global _pool, _pool_lock, _blas_borrowers
+    _pool, _pool_lock, _blas_borrowers = None, threading.Lock(), 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -187,7 +213,7 @@ def matmul(a, b, out=None):
     which ``parallel_map`` has turned off. Small products stay in one piece.
     """
     xp = array_module(a)
-    if (xp is not np or _threads == 1 or _in_our_thread() or a.ndim < 2 or b.ndim < 2
+    if (xp is not np or get_num_threads() == 1 or _in_our_thread() or a.ndim < 2 or b.ndim < 2
             or a.shape[-2] * a.shape[-1] * b.shape[-1] < SPLIT_MIN_MULTIPLY_ADDS
             or (out is not None and (np.may_share_memory(out, a) or np.may_share_memory(out, b)))):
         return xp.matmul(a, b, out=out)  # (numpy.matmul copes with an out that overlaps an operand; blocks would not)
@@ -212,10 +238,8 @@ def matmul(a, b, out=None):
 # things help them. Each thread streams its own blocks, so both cores' share of the memory
 # bandwidth is used. And an op made of several passes (BatchNorm's backward makes five) runs
 # all its passes over one block while that block is still in the CPU's cache, instead of
-# each pass over the whole array from main memory. Measured on 2 cores (8x32x240x240 float32,
-# 59 MB): ReLU forward 12.4 -> 7.5 ms, its backward 14.6 -> 10.3 ms, BatchNorm forward and
-# backward 78 -> 44 ms; 1 MB blocks were slower than 4 MB (more Python per byte), 256 KB much slower.
-# Two helpers, two rules:
+# each pass over the whole array from main memory (docs/performance.md has the figures, and
+# why 4 MB). Two helpers, two rules:
 # - ``elementwise`` (one ufunc call, e.g. ReLU): cut once the array passes BLOCK_BYTES, and only
 #   with more than one thread -- a single pass gains nothing from the cache;
 # - ``channel_blocks`` (several passes per block: BatchNorm, pooling, resampling): cut from
@@ -233,7 +257,7 @@ def elementwise(function, out, *operands):
     """
     arrays = [a for a in (out,) + operands if isinstance(a, np.ndarray)]
     count = -(-out.nbytes // BLOCK_BYTES)  # ceil
-    if (count < 2 or _threads == 1 or not isinstance(out, np.ndarray)
+    if (count < 2 or get_num_threads() == 1 or not isinstance(out, np.ndarray)
             or not all(a.flags.c_contiguous and a.shape == out.shape for a in arrays)):
         function(*operands, out=out)
         return out
@@ -257,7 +281,7 @@ def channel_blocks(x, plane=None):
     e.g. a resampling's larger output. A per-channel statistic is a sum over
     blocks of each block's (channels,) part. One block holds everything where
     nothing would be gained: a small array, a GPU. (With one thread the blocks
-    still pay: 77 -> 52-59 ms for BatchNorm at 8x32x240x240.)
+    still pay: the later passes find the block in the cache.)
     """
     n, c = x.shape[:2]
     plane_bytes = x.itemsize * math.prod(x.shape[2:] if plane is None else plane)

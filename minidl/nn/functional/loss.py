@@ -19,15 +19,13 @@ log-probabilities for backward; see ``CrossEntropy``.
 """
 from __future__ import annotations
 
-import contextlib
-import math
 import numbers
 
 from ...autograd.function import Function
-from ...backend import array_module
+from ...backend import array_module, quiet_float_errors
 from ...ops import elementwise as E, reduction as R
 from ... import dtypes
-from ...kernels.cpu import threads
+from .common import ncm_shape
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "mse_loss"]
 
@@ -35,19 +33,6 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 # --------------------------------------------------------------------------- shared pieces
-def _quiet(xp):
-    """A mean over zero targets is 0/0 = nan, as in PyTorch, without NumPy's warning (CuPy never warns)."""
-    errstate = getattr(xp, "errstate", None)
-    return errstate(divide="ignore", invalid="ignore") if errstate else contextlib.nullcontext()
-
-
-def _ncm(shape):
-    """Scores shape (N, C, d1, ..., dk) -> (N, C, M) with M = d1*...*dk; an unbatched (C,) is (1, C, 1)."""
-    if len(shape) == 1:
-        return 1, shape[0], 1
-    return shape[0], shape[1], math.prod(shape[2:])
-
-
 class ClassTargets:
     """The targets of an (N, C, M) score array, as arrays of shape (N, M).
 
@@ -60,7 +45,7 @@ class ClassTargets:
 
     def __init__(self, target, class_weight, ignore_index, scores_shape, dtype, name):
         xp = array_module(target)
-        n, c, m = _ncm(scores_shape)
+        n, c, m = ncm_shape(scores_shape)
         target = target.reshape(n, m)
         self.kept = target != ignore_index
         _check_target_range(xp, target, self.kept, c, ignore_index, name)
@@ -95,7 +80,7 @@ def _reduce_positions(loss, targets, reduction):
     if reduction == "sum":
         return xp.asarray(loss.sum()), 1
     total_weight = targets.weight.sum()
-    with _quiet(xp):
+    with quiet_float_errors(xp):
         return xp.asarray(loss.sum() / total_weight), total_weight
 
 
@@ -105,7 +90,7 @@ def _position_scale(grad, targets, reduction, total_weight):
     if reduction == "none":
         per_position = grad.reshape(targets.kept.shape)
     else:
-        with _quiet(xp):  # total_weight 0 (all ignored): nan, but no position is kept to use it
+        with quiet_float_errors(xp):  # total_weight 0 (all ignored): nan, but no position is kept to use it
             per_position = grad / total_weight  # total_weight: a scalar of grad's dtype, or 1
     return xp.where(targets.kept, per_position, grad.dtype.type(0))
 
@@ -135,12 +120,16 @@ class CrossEntropy(Function):
     gradient has to be a full-size array anyway, and this saves both a
     second exp pass and a second allocation. (A repeated backward, with
     retain_graph=True, finds the buffer used up and recomputes it from z.)
+
+    The fast CPU kernel (minidl/kernels/cpu/loss.py) replaces ``exp_in_place``.
     """
+
+    exp_in_place = staticmethod(lambda a: array_module(a).exp(a, out=a))
 
     @staticmethod
     def forward(ctx, logits, target, class_weight, ignore_index, reduction, smoothing):
         xp = array_module(logits)
-        n, c, m = _ncm(logits.shape)
+        n, c, m = ncm_shape(logits.shape)
         z = logits.reshape(n, c, m)
         if class_weight is not None:  # in the logits' dtype: a float64 weight must not widen the math
             class_weight = class_weight.astype(logits.dtype, copy=False)
@@ -154,9 +143,7 @@ class CrossEntropy(Function):
         target_z = targets.gather(exp_shifted)  # z[t] - max, (N, M)
         if smoothing:
             weighted_class_sum = _class_sum(exp_shifted, class_weight)  # sum_c w[c] (z[c] - max)
-        # In place: now exp(z - max), every value in (0, 1]. NumPy's float32 exp takes about 2.5 ns
-        # a value here (26 ms for (8, 23, 240, 240), half of this forward), so the threads share it.
-        threads.elementwise(xp.exp, exp_shifted, exp_shifted)
+        ctx.exp_in_place(exp_shifted)  # now exp(z - max), every value in (0, 1]
         sum_exp = exp_shifted.sum(axis=1)  # (N, M), >= 1
         log_sum_exp = xp.log(sum_exp)  # logsumexp(z) - max
 
@@ -177,7 +164,7 @@ class CrossEntropy(Function):
     def backward(ctx, grad):
         _no_weight_gradient(ctx, 2)
         targets, smoothing, w = ctx.targets, ctx.smoothing, ctx.class_weight
-        n, c, m = _ncm(ctx.logits.shape)
+        n, c, m = ncm_shape(ctx.logits.shape)
         scale = _position_scale(grad, targets, ctx.reduction, ctx.total_weight)  # (N, M)
 
         grad_input = ctx.exp_shifted  # in the logits' shape
@@ -345,7 +332,7 @@ def _reduce_elements(loss, reduction):
         return loss
     if reduction == "sum":
         return xp.asarray(loss.sum())
-    with _quiet(xp):
+    with quiet_float_errors(xp):
         return xp.asarray(loss.mean())
 
 

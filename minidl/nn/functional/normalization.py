@@ -20,30 +20,27 @@ affine function of x: dx = gamma / sigma * dy.
 
 Written as one Function rather than a chain of small ops (sub, mul, mean...)
 because a chain keeps a full-size temporary per op alive for backward; here
-backward needs only x (which exists anyway) and two numbers per channel.
+backward needs only x (which exists anyway) and a few numbers per channel.
+
+This file is the reference; minidl/kernels/cpu/normalization.py holds the fast
+CPU kernel (the same formulas, a cache-sized block at a time, on several threads).
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 from ...autograd.function import Function
 from ...backend import array_module
 from ... import dtypes
-from ...kernels.cpu.threads import channel_blocks, parallel_map
+from .common import as_ncm
 
 __all__ = ["batch_norm"]
 
 
 # --------------------------------------------------------------------------- per-channel sums
-# The op works on a (N, C, M) view of the input, M = the product of the
-# spatial sizes (1 for (N, C)). For a contiguous input that reshape is free.
-def _as_ncm(array):
-    """(N, C, *) -> (N, C, M), a view for a contiguous array."""
-    return array.reshape(array.shape[0], array.shape[1], math.prod(array.shape[2:]))  # (-1 fails when N is 0)
-
-
-def _channel_sum(a):
+# The op works on an (N, C, M) view of the input, M = the product of the
+# spatial sizes (1 for (N, C)): row (n, c) holds image n's values of channel c.
+def channel_sum(a):
     """Sum over N and M of an (N, C, M) array -> (C,).
 
     Summing the contiguous last axis first lets NumPy use pairwise summation,
@@ -52,39 +49,29 @@ def _channel_sum(a):
     return a.sum(axis=2).sum(axis=0)
 
 
-def _channel_dot(a, b):
+def channel_dot(a, b):
     """sum(a * b) over N and M of two (N, C, M) arrays -> (C,), with no (N, C, M) temporary.
 
     One BLAS dot product per (n, c) row, written as a batched matmul of
-    (N, C, 1, M) by (N, C, M, 1). It never materialises a * b, and BLAS's
-    blocked accumulation is more accurate than a running float32 sum.
+    (N, C, 1, M) by (N, C, M, 1).
     """
     xp = array_module(a)
     return xp.matmul(a[:, :, None, :], b[:, :, :, None])[:, :, 0, 0].sum(axis=0)
 
 
-def _channel_total(parts, blocks, like):
-    """Each block's per-channel sums (C_block,) -> the totals (C,) over all blocks.
-
-    Blocks that share channels are added in order (image by image), so one
-    block per image gives the same numbers as summing the whole batch at once.
-    """
-    total = array_module(like).zeros(like.shape[1], dtype=like.dtype)
-    for (_, channels), part in zip(blocks, parts):
-        total[channels] += part
-    return total
-
-
-def _per_channel(values):
+def per_channel(values):
     """(C,) -> (C, 1), which broadcasts against (N, C, M) along the channel axis."""
     return values.reshape(-1, 1)
 
 
+def gamma_or_ones(weight, like):
+    """The scale gamma as an array: the weight, or ones when there is none."""
+    if weight is None:
+        return array_module(like).ones_like(like)
+    return weight.astype(like.dtype, copy=False)
+
+
 # --------------------------------------------------------------------------- the op
-# Every full-size pass runs block by block (``threads.channel_blocks``: a few MB of images or
-# channels each, shared among the threads): the passes that follow one another on the same
-# numbers -- subtract, multiply, add -- then find their block still in the CPU's cache. A
-# per-channel sum is the sum of its blocks' parts (``_channel_total``).
 class BatchNorm(Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel of x: (N, C, *).
 
@@ -94,107 +81,46 @@ class BatchNorm(Function):
 
     Returns (y, mean, var): the statistics used, var biased, as non-differentiable
     extras (the caller updates the running statistics from them).
+    Backward keeps only x (which exists anyway) and three (C,) vectors, and
+    computes x_hat again.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, mean, var, eps):
-        xp, x3 = array_module(x), _as_ncm(x)
+        xp, x3 = array_module(x), as_ncm(x)
         count = x3.shape[0] * x3.shape[2]  # values per channel
-        blocks = channel_blocks(x3)
         batch_stats = mean is None
-        # The output buffer first holds x - mean: the variance is computed from
-        # the centred values (two-pass, no cancellation as in E[x^2] - mean^2),
-        # then the same buffer is scaled and shifted in place into y. The
-        # forward pass allocates this one full-size array and nothing else.
-        out = xp.empty(x.shape, dtype=x.dtype)  # made in x's shape: handed on, it is an array of its own, not a view
-        y = _as_ncm(out)
-
-        def centre(block, mean):  # y = x - mean in this block
-            xp.subtract(x3[block], _per_channel(mean[block[1]]), out=y[block])
-
-        def sum_of_squares(block, mean):  # centre, then the block's sums of (x - mean)^2 per channel (C_block,)
-            centre(block, mean)
-            return _channel_dot(y[block], y[block])
-
-        def scale_and_shift(block, scale, shift):  # y = (x - mean) * gamma * invstd + beta, in place
-            y[block] *= _per_channel(scale[block[1]])
-            if shift is not None:
-                y[block] += _per_channel(shift[block[1]])
-
         if batch_stats:
-            mean = _channel_total(parallel_map(lambda block: _channel_sum(x3[block]), blocks), blocks, x3) / count
-            var = _channel_total(parallel_map(lambda block: sum_of_squares(block, mean), blocks), blocks, x3) / count
+            mean = channel_sum(x3) / count
+            centred = x3 - per_channel(mean)
+            var = channel_dot(centred, centred) / count  # biased: sum((x - mean)^2) / n
         else:
             mean, var = mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False)
         invstd = 1 / xp.sqrt(var + eps)
-        gamma = _gamma(weight, invstd)
-        scale, shift = gamma * invstd, None if bias is None else bias.astype(x.dtype, copy=False)
-
-        def normalise(block):  # with batch statistics y is centred already; else centring shares the visit
-            if not batch_stats:
-                centre(block, mean)
-            scale_and_shift(block, scale, shift)
-
-        parallel_map(normalise, blocks)
-
+        gamma = gamma_or_ones(weight, invstd)
+        x_hat = (x3 - per_channel(mean)) * per_channel(invstd)
+        y = per_channel(gamma) * x_hat
+        if bias is not None:
+            y += per_channel(bias.astype(x.dtype, copy=False))
         ctx.save_for_backward(x, mean, invstd, gamma)
         ctx.batch_stats = batch_stats
-        return out, mean, var
+        return y.reshape(x.shape), mean, var
 
     @staticmethod
     def backward(ctx, grad):
         x, mean, invstd, gamma = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
-        xp, x3, dy = array_module(grad), _as_ncm(x), _as_ncm(grad)
+        x3, dy = as_ncm(x), as_ncm(grad)
         count = x3.shape[0] * x3.shape[2]
-        blocks = channel_blocks(x3)
-        # x - mean, full size; it becomes grad_x in training. Made in x's shape, so that grad_x is an
-        # array of its own, not a view (a leaf input keeps it as its .grad without a copy).
-        grad_x_buffer = xp.empty(x.shape, dtype=x.dtype) if need_weight or (need_x and ctx.batch_stats) else None
-        centred = None if grad_x_buffer is None else _as_ncm(grad_x_buffer)
-
-        def sums(block):  # this block's sum(dy) and, if wanted, sum(dy * (x - mean)), per channel
-            if centred is None:
-                return _channel_sum(dy[block]), None
-            xp.subtract(x3[block], _per_channel(mean[block[1]]), out=centred[block])
-            return _channel_sum(dy[block]), _channel_dot(dy[block], centred[block])
-
-        parts = parallel_map(sums, blocks)
-        sum_dy = _channel_total([part[0] for part in parts], blocks, x3)
-        grad_x = grad_weight = None
-        if centred is not None:
-            sum_dy_xhat = _channel_total([part[1] for part in parts], blocks, x3) * invstd  # sum(dy * x_hat)
-            grad_weight = sum_dy_xhat if need_weight else None
-
-        if need_x and ctx.batch_stats:
-            # dx = gamma*invstd * (dy - sum_dy/n - x_hat * sum_dy_xhat/n), with
-            # x_hat = centred*invstd, built in place in the `centred` buffer
-            # (numpy has no fused multiply-add, so four in-place passes, over one block at a time):
-            x_hat_factor, mean_dy, scale = invstd * sum_dy_xhat / count, sum_dy / count, gamma * invstd
-
-            def input_gradient(block):
-                channels, dx = block[1], centred[block]
-                dx *= _per_channel(x_hat_factor[channels])  # x_hat * sum_dy_xhat/n
-                dx += _per_channel(mean_dy[channels])       # ... + sum_dy/n
-                xp.subtract(dy[block], dx, out=dx)          # dy - ...
-                dx *= _per_channel(scale[channels])
-
-            parallel_map(input_gradient, blocks)
-            grad_x = grad_x_buffer
+        x_hat = (x3 - per_channel(mean)) * per_channel(invstd)
+        sum_dy, sum_dy_xhat = channel_sum(dy), channel_dot(dy, x_hat)
+        grad_x = None
+        if need_x and ctx.batch_stats:  # the statistics depend on x: two more terms
+            grad_x = per_channel(gamma * invstd) * (dy - per_channel(sum_dy / count) - x_hat * per_channel(sum_dy_xhat / count))
         elif need_x:  # running statistics: y is affine in x
-            grad_x, scale = xp.empty(x.shape, dtype=x.dtype), gamma * invstd
-            dx = _as_ncm(grad_x)
-            parallel_map(lambda block: xp.multiply(dy[block], _per_channel(scale[block[1]]), out=dx[block]), blocks)
-
-        grad_bias = sum_dy if need_bias else None
-        return grad_x, grad_weight, grad_bias, None, None, None
-
-
-def _gamma(weight, like):
-    """The scale gamma as an array: the weight, or ones when there is none."""
-    if weight is None:
-        return array_module(like).ones_like(like)
-    return weight.astype(like.dtype, copy=False)
+            grad_x = per_channel(gamma * invstd) * dy
+        grad_x = None if grad_x is None else grad_x.reshape(x.shape)
+        return grad_x, sum_dy_xhat if need_weight else None, sum_dy if need_bias else None, None, None, None
 
 
 # --------------------------------------------------------------------------- public function
@@ -223,11 +149,11 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     y, batch_mean, batch_var = BatchNorm.apply(x, weight, bias, *stats, float(eps))
     if training and running_mean is not None:
         count = x.numel() // x.shape[1]
-        _update_running_stats(running_mean, running_var, batch_mean._array, batch_var._array, count, momentum)
+        update_running_stats(running_mean, running_var, batch_mean._array, batch_var._array, count, momentum)
     return y
 
 
-def _update_running_stats(running_mean, running_var, batch_mean, batch_var, count, momentum):
+def update_running_stats(running_mean, running_var, batch_mean, batch_var, count, momentum):
     """Exponential moving average, written into the running tensors' own arrays (no graph)."""
     unbiased_var = batch_var * (count / (count - 1))
     for running, batch in ((running_mean, batch_mean), (running_var, unbiased_var)):

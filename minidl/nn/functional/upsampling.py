@@ -16,8 +16,11 @@ averaging rows.
 
 The gradient of ``y = R x`` is ``dx = R^T dy``: the backward pass is the same
 resampling with the transposed matrices. ``R^T`` sums, for each input pixel,
-the weighted gradients of all the outputs that read it -- a scatter-add,
-computed here as a weighted sum of gathers (no per-pixel loops).
+the weighted gradients of all the outputs that read it.
+
+Here the two products are dense matmuls (``resample``), the textbook line. The
+fast CPU kernel (minidl/kernels/cpu/resample.py) reads only the few nonzero
+entries of each row (a weighted sum of gathers), a block of planes at a time.
 
 Source coordinates follow PyTorch exactly:
 
@@ -39,121 +42,51 @@ import numpy as np
 
 from ...autograd.function import Function
 from ...backend import array_module
-from .conv import _check_4d
-from ...kernels.cpu.threads import channel_blocks, parallel_map
+from .common import check_4d
 
 __all__ = ["interpolate"]
 
 
-# =========================================================================== 1-D resampling maps
-# Bands wider than this use one dense matmul (BLAS) instead of one gather per band position.
-_MAX_GATHER_TAPS = 4
-
-
-def _taps(matrix):
-    """A banded (out, in) matrix as a list of *taps* (index, weight), each a vector over the out axis.
-
-    Row o's nonzeros lie in columns first[o] .. last[o]; tap k is column
-    first[o] + k with its weight (0 past the row's band). Then
-    ``(matrix @ x)[o] = sum_k weight_k[o] * x[index_k[o]]``: a few gathers.
-    """
-    out_size, in_size = matrix.shape
-    nonzero = matrix != 0
-    has_any = nonzero.any(axis=1)
-    first = np.where(has_any, nonzero.argmax(axis=1), 0)
-    last = np.where(has_any, in_size - 1 - nonzero[:, ::-1].argmax(axis=1), -1)
-    width = int((last - first + 1).max(initial=0))
-    rows = np.arange(out_size)
-    taps = []
-    for k in range(width):
-        column = np.minimum(first + k, in_size - 1)
-        weight = np.where(first + k <= last, matrix[rows, column], 0.0)
-        taps.append((column, None if np.all(weight == 1) else weight))  # all-ones weights: skip the multiply
-    return taps
-
-
+# =========================================================================== the op
 class AxisMap:
-    """A linear map along one image axis, ``y[o] = sum_h matrix[o, h] * x[h]``, and its transpose.
+    """A linear map along one image axis, ``y[o] = sum_h matrix[o, h] * x[h]``: an (out, in) float64 matrix.
 
-    Built once per (sizes, mode) and cached: it holds only small NumPy
-    arrays, copied to the data's device when applied.
+    Built once per (sizes, mode) and cached (see the ``*_map`` functions below).
     """
 
     def __init__(self, matrix):
-        self.matrix = matrix  # (out, in), float64
-        self.is_identity = matrix.shape[0] == matrix.shape[1] and np.array_equal(matrix, np.eye(matrix.shape[0]))
-        self.forward_taps = _taps(matrix)
-        self.backward_taps = _taps(matrix.T)
-
-    def apply(self, x, axis):
-        """y = matrix @ x along ``axis`` (2 for rows, 3 for columns of (N, C, H, W))."""
-        return x if self.is_identity else _apply_along(x, self.matrix, self.forward_taps, axis)
-
-    def apply_transposed(self, grad, axis):
-        """dx = matrix^T @ dy along ``axis``: the backward of ``apply``."""
-        return grad if self.is_identity else _apply_along(grad, self.matrix.T, self.backward_taps, axis)
+        self.matrix = matrix
 
 
-def _apply_along(x, matrix, taps, axis):
-    """``matrix @ x`` along ``axis`` of a 4-D array, by gathers (narrow band) or one matmul (wide band)."""
+def resample(x, rows, cols, transposed=False):
+    """x (N, C, H, W) -> R_rows @ x @ R_cols^T (N, C, OH, OW), every plane at once.
+
+    ``rows`` and ``cols`` are AxisMaps; ``transposed=True`` applies their
+    transposes instead, R_rows^T @ x @ R_cols (the backward).
+    """
     xp = array_module(x)
-    if len(taps) > _MAX_GATHER_TAPS:
-        # Wide band (pooling to a few bins): the dense product costs ``in`` per output
-        # element, about what the taps would, and BLAS does it in one call.
-        dense = xp.asarray(matrix.astype(x.dtype))
-        return xp.matmul(dense, x) if axis == 2 else xp.matmul(x, dense.T)
-    weight_shape = (-1, 1) if axis == 2 else (-1,)  # a weight per output row / column
-    out = None
-    for index, weight in taps:
-        term = xp.take(x, xp.asarray(index), axis=axis)
-        if weight is not None:
-            term *= xp.asarray(weight.astype(x.dtype)).reshape(weight_shape)
-        if out is None:
-            out = term
-        else:
-            out += term
-    return out
+    row_matrix, col_matrix = (xp.asarray(m.matrix.T if transposed else m.matrix, dtype=x.dtype) for m in (rows, cols))
+    return row_matrix @ x @ col_matrix.T  # (OH, H) @ (N, C, H, W) @ (W, OW)
 
 
 class Resample2d(Function):
     """y = R_rows @ x @ R_cols^T per plane; backward dx = R_rows^T @ dy @ R_cols.
 
     x (N, C, H, W) -> y (N, C, OH, OW); ``rows`` and ``cols`` are AxisMaps.
+    The fast CPU kernel (minidl/kernels/cpu/resample.py) replaces ``resample``.
     """
+
+    resample = staticmethod(resample)
 
     @staticmethod
     def forward(ctx, x, rows, cols):
         ctx.maps = rows, cols
-        plane = rows.matrix.shape[0], cols.matrix.shape[0]
-        return _in_blocks(lambda planes: cols.apply(rows.apply(planes, axis=2), axis=3), x, plane)
+        return ctx.resample(x, rows, cols)
 
     @staticmethod
     def backward(ctx, grad):
         rows, cols = ctx.maps
-        plane = rows.matrix.shape[1], cols.matrix.shape[1]
-        return _in_blocks(lambda planes: rows.apply_transposed(cols.apply_transposed(planes, axis=3), axis=2), grad, plane), None, None
-
-
-def _in_blocks(resample, x, plane):
-    """resample(x) for x (N, C, H, W) -> (N, C, *plane), a block of planes at a time, shared among the threads.
-
-    Each plane is resampled on its own, so the work splits into the blocks of
-    ``threads.channel_blocks`` (of whichever of input and output is larger);
-    the gathers' temporaries then stay in the CPU's cache. Measured with 2
-    threads, 8x64x120x120 -> 240x240: bilinear forward 126 -> 77 ms, backward
-    167 -> 76 ms; nearest backward 53 -> 24 ms.
-    """
-    blocks = channel_blocks(x, plane=max(tuple(plane), x.shape[2:], key=math.prod))  # planned for the larger
-    if len(blocks) == 1:
-        result = resample(x)
-        return x.copy() if result is x else result  # never hand out the input array itself
-    out = array_module(x).empty(x.shape[:2] + tuple(plane), dtype=x.dtype)
-
-    def resample_block(block):
-        out[block] = resample(x[block])
-
-    parallel_map(resample_block, blocks)
-    return out
+        return ctx.resample(grad, rows, cols, transposed=True), None, None
 
 
 def _from_sources(out_size, in_size, columns, weights):
@@ -232,7 +165,7 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         raise ValueError(
             f"{op}: align_corners option can only be set with the interpolating modes (bilinear), got mode {mode!r}"
         )
-    _check_4d(x, op)
+    check_4d(x, op)
     in_sizes = tuple(x.shape[2:])
     out_sizes, scales = _output_sizes(op, in_sizes, size, scale_factor)
     if recompute_scale_factor:

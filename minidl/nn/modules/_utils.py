@@ -7,15 +7,6 @@ from ..._tensor import Tensor
 from .. import init
 
 
-def _pair(value):
-    """``3 -> (3, 3)``; a 2-sequence stays as a tuple (PyTorch's ``_pair``)."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"expected an int or a pair of ints, got {value!r}")
-        return tuple(value)
-    return (value, value)
-
-
 def check_input(module, input, ndims, layout, channels=None, channel_dim=1):
     """Raise a ValueError naming ``module`` when ``input`` has the wrong rank or channel count.
 

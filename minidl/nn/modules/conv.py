@@ -13,7 +13,8 @@ from ... import creation
 from .. import functional as F
 from ..module import Module
 from ..parameter import Parameter
-from ._utils import _pair, check_input, default_reset
+from ..functional.common import pair
+from ._utils import check_input, default_reset
 
 
 class _ConvNd(Module):
@@ -29,9 +30,11 @@ class _ConvNd(Module):
         if padding_mode != "zeros":
             raise ValueError(f"padding_mode={padding_mode!r} is not supported; minidl pads with zeros only")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
-        self.transposed, self.output_padding = transposed, _pair(output_padding)
+        layer = type(self).__name__
+        self.kernel_size, self.stride = pair(kernel_size, "kernel_size", layer), pair(stride, "stride", layer)
+        self.dilation = pair(dilation, "dilation", layer)
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding", layer)
+        self.transposed, self.output_padding = transposed, pair(output_padding, "output_padding", layer)
         self.groups, self.padding_mode = groups, padding_mode
         shape = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
         self.weight = Parameter(creation.empty(*shape, *self.kernel_size, dtype=dtype, device=device))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..module import Module
-from ._utils import _pair, check_input
+from ..functional.common import pair
+from ._utils import check_input
 
 _LAYOUT = "(N, C, H, W)"
 
@@ -50,9 +51,9 @@ class MaxUnpool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride if stride is not None else kernel_size)
-        self.padding = _pair(padding)
+        self.kernel_size = pair(kernel_size, "kernel_size", "MaxUnpool2d")
+        self.stride = pair(stride if stride is not None else kernel_size, "stride", "MaxUnpool2d")
+        self.padding = pair(padding, "padding", "MaxUnpool2d")
 
     def forward(self, input, indices, output_size=None):
         check_input(self, input, (4,), _LAYOUT)

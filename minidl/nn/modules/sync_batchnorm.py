@@ -26,7 +26,8 @@ from __future__ import annotations
 from ... import distributed as dist
 from ...autograd.function import Function
 from ...backend import array_module
-from ..functional.normalization import _as_ncm, _channel_dot, _channel_sum, _gamma, _per_channel, _update_running_stats
+from ..functional.common import as_ncm
+from ..functional.normalization import channel_dot, channel_sum, gamma_or_ones, per_channel, update_running_stats
 from ._utils import check_input
 from .normalization import _BatchNorm
 
@@ -43,11 +44,11 @@ class _SyncBatchNormFunction(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, eps, group):
         xp = array_module(x)
-        x3 = _as_ncm(x)
+        x3 = as_ncm(x)
         count = x3.shape[0] * x3.shape[2]
-        local_mean = _channel_sum(x3) / max(count, 1)
-        centred = x3 - _per_channel(local_mean)
-        local_m2 = _channel_dot(centred, centred)
+        local_mean = channel_sum(x3) / max(count, 1)
+        centred = x3 - per_channel(local_mean)
+        local_m2 = channel_dot(centred, centred)
         # One message per rank: [n_r, mean_r (C), m2_r (C)] in float64; gathered: (W, 1 + 2C).
         mine = xp.concatenate([xp.full(1, count, dtype=xp.float64), local_mean.astype(xp.float64),
                                local_m2.astype(xp.float64)])
@@ -59,12 +60,12 @@ class _SyncBatchNormFunction(Function):
         var = (m2s + counts * (means - mean) ** 2).sum(axis=0) / total
         mean, var = mean.astype(x.dtype), var.astype(x.dtype)
 
-        centred += _per_channel(local_mean - mean)  # now x - global mean; becomes y in place
+        centred += per_channel(local_mean - mean)  # now x - global mean; becomes y in place
         invstd = 1 / xp.sqrt(var + eps)
-        gamma = _gamma(weight, invstd)
-        centred *= _per_channel(gamma * invstd)
+        gamma = gamma_or_ones(weight, invstd)
+        centred *= per_channel(gamma * invstd)
         if bias is not None:
-            centred += _per_channel(bias.astype(x.dtype, copy=False))
+            centred += per_channel(bias.astype(x.dtype, copy=False))
         ctx.save_for_backward(x, mean, invstd, gamma)
         ctx.total, ctx.group = total, group
         return centred.reshape(x.shape), mean, var, xp.asarray(total)
@@ -74,19 +75,19 @@ class _SyncBatchNormFunction(Function):
         x, mean, invstd, gamma = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
         xp = array_module(x)
-        x3, dy = _as_ncm(x), _as_ncm(grad)
-        x_hat = (x3 - _per_channel(mean)) * _per_channel(invstd)
-        sum_dy = _channel_sum(dy)                  # local sums: the weight and bias gradients
-        sum_dy_xhat = _channel_dot(dy, x_hat)
+        x3, dy = as_ncm(x), as_ncm(grad)
+        x_hat = (x3 - per_channel(mean)) * per_channel(invstd)
+        sum_dy = channel_sum(dy)                  # local sums: the weight and bias gradients
+        sum_dy_xhat = channel_dot(dy, x_hat)
         grad_x = None
         if need_x:
             sums = xp.concatenate([sum_dy, sum_dy_xhat])
             dist.all_reduce(sums, "sum", group=ctx.group)  # the sums over every rank's batch
             total_dy, total_dy_xhat = sums[: len(sum_dy)], sums[len(sum_dy) :]
-            x_hat *= _per_channel(total_dy_xhat / ctx.total)      # x_hat * SUM(dy x_hat)/n
-            x_hat += _per_channel(total_dy / ctx.total)           # ... + SUM(dy)/n
+            x_hat *= per_channel(total_dy_xhat / ctx.total)      # x_hat * SUM(dy x_hat)/n
+            x_hat += per_channel(total_dy / ctx.total)           # ... + SUM(dy)/n
             xp.subtract(dy, x_hat, out=x_hat)                     # dy - ...
-            x_hat *= _per_channel(gamma * invstd)
+            x_hat *= per_channel(gamma * invstd)
             grad_x = x_hat.reshape(x.shape)
         return grad_x, sum_dy_xhat if need_weight else None, sum_dy if need_bias else None, None, None
 
@@ -122,7 +123,7 @@ class SyncBatchNorm(_BatchNorm):
         y, mean, var, total = _SyncBatchNormFunction.apply(input, self.weight, self.bias, float(self.eps),
                                                            self.process_group)
         if self.training and self.track_running_stats:
-            _update_running_stats(self.running_mean, self.running_var, mean._array, var._array,
+            update_running_stats(self.running_mean, self.running_var, mean._array, var._array,
                                   float(total.item()), factor)
         return y
 

@@ -1,12 +1,16 @@
-"""minidl.set_num_threads: the CPU work split over threads gives the results of one thread."""
+"""The fast CPU kernels' own machinery (minidl/kernels/cpu): pieces, blocks and threads.
+
+Work split over threads, pieces and blocks gives the results of one thread and one
+piece; test_kernels.py holds every fast kernel against its reference.
+"""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 import minidl
 import minidl.nn.functional as F
-from minidl import threads
-from minidl.nn.functional import conv
+from minidl.kernels import use_kernels
+from minidl.kernels.cpu import conv, threads
 from minidl.testing import conv_configs
 
 from .helpers import assert_close
@@ -15,9 +19,10 @@ seeds = st.integers(0, 2**32 - 1)
 
 
 @pytest.fixture(autouse=True)
-def restore_thread_count():
+def fast_kernels_and_the_thread_count_restored():
     before = minidl.get_num_threads()
-    yield
+    with use_kernels("fast"):  # these tests are about the fast kernels, whatever MINIDL_KERNELS says
+        yield
     minidl.set_num_threads(before)
 
 
@@ -158,13 +163,15 @@ def test_parallel_map_keeps_order_and_raises_a_failing_items_error():
 
 
 @pytest.mark.skipif(not threads._openblas.found, reason="NumPy's BLAS is not an OpenBLAS minidl can reach")
-def test_blas_gets_its_own_thread_count_back():
-    own = threads._blas_own_count
+def test_blas_runs_one_thread_inside_a_split_and_gets_its_own_count_back_after_it():
+    own = threads._openblas.get()
     minidl.set_num_threads(2)
-    threads.parallel_map(lambda i: i, range(2))
-    assert threads._openblas.get() == 1, "while minidl splits the work, BLAS must run one thread per call"
-    minidl.set_num_threads(1)
-    assert threads._openblas.get() == own
+    inside = threads.parallel_map(lambda i: threads._openblas.get(), range(2))
+    assert inside == [1, 1], "while minidl splits the work, BLAS must run one thread per call"
+    assert threads._openblas.get() == own, "after the split, NumPy code outside minidl must have BLAS's threads back"
+    with pytest.raises(KeyError):
+        threads.parallel_map(lambda i: {}[i], range(2))
+    assert threads._openblas.get() == own, "an exception in the split must give BLAS its count back too"
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", None])
@@ -201,14 +208,14 @@ def test_a_finished_threads_scratch_buffer_is_freed():
     import gc
     import threading
 
-    before = len(conv._scratch.buffers)
+    before = len(conv.scratch.buffers)
     x, w = minidl.tensor(rand((1, 8, 32, 32), 0)), minidl.tensor(rand((8, 8, 3, 3), 1))
     workers = [threading.Thread(target=F.conv2d, args=(x, w), kwargs={"padding": 1}) for _ in range(4)]
     for worker in workers:
         worker.start()
         worker.join()
     gc.collect()
-    assert len(conv._scratch.buffers) == before, "the ended threads' buffers are still held"
+    assert len(conv.scratch.buffers) == before, "the ended threads' buffers are still held"
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
