@@ -1,4 +1,4 @@
-"""python -m minidl.data.prepare on small fake MSRC-v2 and CamVid sources built in tmp_path (and the real copies if present)."""
+"""minidl.data.prepare on small fake MSRC-v2 and CamVid sources built in tmp_path (and the real copies if present)."""
 import struct
 import tarfile
 import zipfile
@@ -53,7 +53,8 @@ def write_mat(path, variables, compress):
         if compress:  # a compressed element is not padded: the next one follows its last byte
             matrix = struct.pack("<II", 15, len(zlib.compress(matrix))) + zlib.compress(matrix)
         body += matrix
-    header = b"MATLAB 5.0 MAT-file, written by minidl's tests".ljust(116) + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    text = b"MATLAB 5.0 MAT-file, written by minidl's tests".ljust(116)
+    header = text + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"  # subsystem offset, version, little-endian
     path.write_bytes(header + body)
     return path
 
@@ -136,7 +137,7 @@ def test_msrc_with_the_cleaned_labels_as_mat_files(tmp_path, as_archive):
 def test_msrc_errors_name_what_is_missing_or_wrong(tmp_path):
     source = msrc_source(tmp_path)
     (source / "GroundTruth" / "1_2_s_GT.bmp").unlink()
-    with pytest.raises(FileNotFoundError, match=r"1 of the 3 files the split lists are missing from .*GroundTruth: 1_2_s"):
+    with pytest.raises(FileNotFoundError, match=r"1 of the 3 files the split lists are missing from .*GroundTruth: 1_2_s$"):
         prepare_msrc(source, tmp_path / "a", splits=MSRC_SPLITS)
     with pytest.raises(FileNotFoundError, match=r"2 of the 3 files .* missing from .*Images: 3_1_s, 3_2_s"):
         prepare_msrc(source, tmp_path / "b", splits={"train": ["1_1_s", "3_1_s", "3_2_s"]})
@@ -165,10 +166,13 @@ def test_a_failed_prepare_leaves_the_previous_copy_as_it_was(tmp_path):
 
 
 def test_a_wrong_archive_checksum_stops_before_anything_is_written(tmp_path):
-    archive = zip_folder(msrc_source(tmp_path), tmp_path / "msrc.zip")
+    folder = msrc_source(tmp_path)
+    archive = zip_folder(folder, tmp_path / "msrc.zip")
+    with pytest.raises(ValueError, match=r"MSRC_ObjCategImageDatabase_v2 is not an archive: a SHA-256 can only check"):
+        prepare_msrc(folder, tmp_path / "out", splits=MSRC_SPLITS, sha256="0" * 64)
     with pytest.raises(ValueError, match=rf"msrc\.zip: SHA-256 is {file_sha256(archive)}, expected 0+ \(damaged"):
         prepare_msrc(archive, tmp_path / "out", splits=MSRC_SPLITS, sha256="0" * 64)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()
     prepare_msrc(archive, tmp_path / "out", splits=MSRC_SPLITS, sha256=file_sha256(archive).upper())
 
 
@@ -189,8 +193,10 @@ def camvid_source(tmp_path, splits=CAMVID_SPLITS, size=(3, 4)):
             for path in (top / image, top / label):
                 path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels(image, size)).save(top / image)
-            Image.fromarray(((np.arange(size[0] * size[1]) + number) % 12).reshape(size).astype(np.uint8)).save(top / label)
-        (top / f"{split}.txt").write_text("".join(f"/SegNet/CamVid/{image} /SegNet/CamVid/{label}\n" for image, label in pairs))
+            labels = (np.arange(size[0] * size[1]) + number) % 12  # every value 0..11, 11 = unlabelled
+            Image.fromarray(labels.reshape(size).astype(np.uint8)).save(top / label)
+        lines = [f"/SegNet/CamVid/{image} /SegNet/CamVid/{label}\n" for image, label in pairs]
+        (top / f"{split}.txt").write_text("".join(lines))
     return top
 
 
@@ -257,7 +263,7 @@ def test_prepare_reproduces_the_development_msrc_copy(tmp_path):
     val = {"val": read_split_file(SPLITS / "msrc_val.txt", "MSRC")}
     images = [path for path in (SHARED / "msrc_v2" / "Images").iterdir() if path.stem in val["val"]]
     source = tmp_path / "source"  # only the val images: prepare insists on exactly the split's files
-    for folder, paths in (("Images", images), ("GroundTruth", [])):
+    for folder in ("Images", "GroundTruth"):
         (source / folder).mkdir(parents=True)
     for path in images:
         (source / "Images" / path.name).symlink_to(path)
@@ -278,8 +284,9 @@ def test_command_line_prepares_and_reports_errors(tmp_path, capsys):
         main(["camvid", str(top), str(tmp_path / "camvid")])  # the shipped lists: 367 train images expected
     assert exit_info.value.code == 1
     assert "camvid: error: CamVid: no folder in" in capsys.readouterr().err
-    for arguments in (["camvid", str(top)], ["camvid", "--download", "a", "b"], ["camvid", str(top), "x", "--labels", "y"],
-                      ["camvid", str(top), "x", "--url", "http://127.0.0.1/"], ["voc", str(top), "x"]):
+    wrong = (["camvid", str(top)], ["camvid", "--download", "a", "b"], ["camvid", str(top), "x", "--labels", "y"],
+             ["camvid", str(top), "x", "--url", "http://127.0.0.1/"], ["voc", str(top), "x"])
+    for arguments in wrong:
         with pytest.raises(SystemExit) as exit_info:
             main(arguments)
         assert exit_info.value.code == 2

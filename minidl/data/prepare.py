@@ -239,6 +239,7 @@ def _by_name(paths, suffixes, ending=""):
 
 
 def _some(names, shown=5):
+    """The first few names, for an error message: "a, b, c, d, e and 12 more"."""
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
@@ -279,11 +280,15 @@ def _staging(dest):
 
 def _archive_notes(source, sha256):
     """PREPARED.txt lines about the source; an archive's SHA-256 is computed and checked against ``sha256``."""
+    if not Path(source).exists():
+        raise FileNotFoundError(f"{source} not found")
     notes = [f"source: {Path(source).name}"]
     if Path(source).is_file():
         digest = file_sha256(source)
         _check_sha256(digest, sha256, source)
         notes.append(f"source sha256: {digest}")
+    elif sha256:
+        raise ValueError(f"{source} is not an archive: a SHA-256 can only check an archive file")
     return notes
 
 
@@ -301,12 +306,34 @@ def _finish(stage, dataset, splits, lines_of, notes, out):
 
 # ----------------------------------------------------------------------------- the datasets
 
+def _with_progress(items, label, out):
+    """Yield ``items`` one by one, keeping a progress line "label: i of n images"."""
+    progress = _Progress(label, len(items), "images", out)
+    for done, item in enumerate(items, start=1):
+        yield item
+        progress(done)
+    progress.finish()
+
+
 def _msrc_labels(path):
     """An MSRC label file as an int64 mask: a cleaned-labels MAT-file or a colour-coded image."""
     if path.suffix.lower() == ".mat":
         return encode_indices(read_mat_variable(path, CLEANED_LABELS_VARIABLE), len(MSRC_CLASSES), void=0,
                               first=1, source=f"MSRC: cleaned labels {path}")
     return read_colour_labels(path, MSRC_PALETTE)
+
+
+def _msrc_files(folder, label_folder, names, source, labels):
+    """({name: image path}, {name: label path}), checked: every image of the split and no other, every label."""
+    root = _find_root(folder, ("Images",) if labels else ("Images", "GroundTruth"), "MSRC", source)
+    images = _by_name((root / "Images").iterdir(), {".bmp", ".png", ".jpg", ".jpeg"})
+    _check_present("MSRC", images, names, root / "Images", exact=True)
+    if labels:  # anywhere in the cleaned labels' folder or archive
+        label_files = _by_name(Path(label_folder).rglob("*_GT.*"), {".mat", ".png", ".bmp"}, "_GT")
+    else:
+        label_files = _by_name((root / "GroundTruth").iterdir(), {".bmp", ".png"}, "_GT")
+    _check_present("MSRC", label_files, names, labels or root / "GroundTruth", exact=False)
+    return images, label_files
 
 
 def prepare_msrc(source, dest, labels=None, splits=None, sha256=None, out=None) -> Path:
@@ -323,31 +350,33 @@ def prepare_msrc(source, dest, labels=None, splits=None, sha256=None, out=None) 
     """
     dest, splits = Path(dest), splits or _shipped("msrc", read_split_file)
     names = [name for items in splits.values() for name in items]
-    dest.mkdir(parents=True, exist_ok=True)
     notes = _archive_notes(source, sha256)
-    notes.append(f"labels: {'cleaned (Malisiewicz and Efros), from ' + Path(labels).name if labels else 'original'}")
+    notes.append("labels: " + (f"cleaned (Malisiewicz and Efros), from {Path(labels).name}" if labels else "original"))
+    dest.mkdir(parents=True, exist_ok=True)
     with _unpacked(source, dest) as folder, (_unpacked(labels, dest) if labels else nullcontext()) as label_folder:
-        root = _find_root(folder, ("Images",) if labels else ("Images", "GroundTruth"), "MSRC", source)
-        images = _by_name((root / "Images").iterdir(), {".bmp", ".png", ".jpg", ".jpeg"})
-        _check_present("MSRC", images, names, root / "Images", exact=True)
-        if labels:
-            label_files = _by_name(Path(label_folder).rglob("*_GT.*"), {".mat", ".png", ".bmp"}, "_GT")
-        else:
-            label_files = _by_name((root / "GroundTruth").iterdir(), {".bmp", ".png"}, "_GT")
-        _check_present("MSRC", label_files, names, labels or root / "GroundTruth", exact=False)
+        images, label_files = _msrc_files(folder, label_folder, names, source, labels)
         with _staging(dest) as stage:
             (stage / "Images").mkdir()
             (stage / "GroundTruth").mkdir()
-            progress = _Progress("MSRC: checking and converting", len(names), "images", out)
-            for done, name in enumerate(names, start=1):
+            for name in _with_progress(names, "MSRC: checking and converting", out):
                 image, mask = read_rgb(images[name]), _msrc_labels(label_files[name])
                 check_same_size(image, mask, images[name], label_files[name])
                 Image.fromarray(image).save(stage / "Images" / f"{name}.png")
                 Image.fromarray(decode_mask(mask, MSRC_PALETTE)).save(stage / "GroundTruth" / f"{name}_GT.png")
-                progress(done)
-            progress.finish()
             _finish(stage, "MSRC-v2", splits, str, notes, out)
     return dest
+
+
+def _camvid_root(folder, splits, source):
+    """The folder holding the splits' folders, checked: each holds exactly the split's files."""
+    listed = {split: [path for pair in pairs for path in pair] for split, pairs in splits.items()}
+    root = _find_root(folder, sorted({Path(path).parent.as_posix() for paths in listed.values() for path in paths}),
+                      "CamVid", source)
+    for paths in listed.values():
+        folders = sorted({Path(path).parent.as_posix() for path in paths})  # e.g. train, trainannot
+        found = {f"{name}/{path.name}": path for name in folders for path in (root / name).glob("*.png")}
+        _check_present("CamVid", found, paths, f"{root} ({', '.join(folders)})", exact=True)
+    return root
 
 
 def _check_camvid_pair(image_path, label_path):
@@ -367,29 +396,17 @@ def prepare_camvid(source, dest, splits=None, sha256=None, out=None) -> Path:
     The files are copied unchanged; dest/<split>.txt and dest/PREPARED.txt are written. Returns ``dest``.
     """
     dest, splits = Path(dest), splits or _shipped("camvid", read_pair_list)
+    notes = _archive_notes(source, sha256) + ["labels: the SegNet authors' 11 classes, 11 = unlabelled (void)"]
     dest.mkdir(parents=True, exist_ok=True)
-    notes = _archive_notes(source, sha256)
-    notes.append("labels: the SegNet authors' 11 classes, 11 = unlabelled (void)")
     with _unpacked(source, dest) as folder:
-        listed = {split: [path for pair in pairs for path in pair] for split, pairs in splits.items()}
-        folders = sorted({Path(path).parent.as_posix() for paths in listed.values() for path in paths})
-        root = _find_root(folder, folders, "CamVid", source)
-        for split, paths in listed.items():
-            split_folders = sorted({Path(path).parent.as_posix() for path in paths})
-            found = {f"{name}/{path.name}": path for name in split_folders for path in (root / name).glob("*.png")}
-            _check_present("CamVid", found, paths, f"{root} ({', '.join(split_folders)})", exact=True)
+        root = _camvid_root(folder, splits, source)
         with _staging(dest) as stage:
-            progress = _Progress("CamVid: checking and copying", sum(map(len, splits.values())), "images", out)
-            done = 0
-            for pairs in splits.values():
-                for image, label in pairs:
-                    _check_camvid_pair(root / image, root / label)
-                    for path in (image, label):
-                        (stage / path).parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(root / path, stage / path)
-                    done += 1
-                    progress(done)
-            progress.finish()
+            pairs = [pair for split_pairs in splits.values() for pair in split_pairs]
+            for image, label in _with_progress(pairs, "CamVid: checking and copying", out):
+                _check_camvid_pair(root / image, root / label)
+                for path in (image, label):
+                    (stage / path).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(root / path, stage / path)
             _finish(stage, "CamVid", splits, " ".join, notes, out)
     return dest
 
@@ -401,12 +418,15 @@ def main(argv=None):
     """``python -m minidl.data.prepare msrc|camvid SOURCE DEST`` (or ``--download DEST``); see the module docstring."""
     parser = argparse.ArgumentParser(
         prog="python -m minidl.data.prepare",
+        usage="%(prog)s {camvid,msrc} SOURCE DEST [--sha256 HEX] [--labels CLEANED]\n"
+              "       %(prog)s {camvid,msrc} --download DEST [--url URL] [--sha256 HEX] [--labels CLEANED]",
         description="Convert a downloaded MSRC-v2 or CamVid into the layout minidl's loaders read, verify it, "
                     "and write the standard train/val/test lists.",
     )
     parser.add_argument("dataset", choices=sorted(PREPARE))
-    parser.add_argument("paths", nargs="+", metavar="SOURCE DEST",
-                        help="the downloaded archive or folder, and the folder to write (with --download: DEST only)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="SOURCE, the downloaded archive or folder, and DEST, the folder to write "
+                             "(with --download: DEST only)")
     parser.add_argument("--download", action="store_true",
                         help="fetch the archive into DEST/downloads/ first (kept: a second run does not fetch again)")
     parser.add_argument("--url", help="with --download: fetch from this URL instead (a mirror)")
