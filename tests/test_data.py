@@ -141,10 +141,20 @@ def test_default_collate_structures():
 
 
 def test_loader_argument_checks():
-    with pytest.raises(ValueError, match="batch_size must be at least 1"):
-        DataLoader(numbered(), batch_size=0)
-    with pytest.raises(ValueError, match="prefetch must be >= 0"):
-        DataLoader(numbered(), prefetch=-1)
+    for bad in [0, -2, 2.7, 2.0, "8", True, None]:  # refused as PyTorch does, never rounded (2.7 used to give 2)
+        with pytest.raises(ValueError, match=rf"DataLoader: batch_size must be an integer >= 1, got {bad!r}"):
+            DataLoader(numbered(), batch_size=bad)
+    assert DataLoader(numbered(), batch_size=np.int64(3)).batch_size == 3
+    for bad in [-1, 0.5]:
+        with pytest.raises(ValueError, match=r"prefetch must be an integer >= 0"):
+            DataLoader(numbered(), prefetch=bad)
+
+
+def test_a_generator_as_seed_is_shared_not_copied():
+    rng = np.random.default_rng(5)
+    loader = DataLoader(numbered(6), batch_size=6, shuffle=True, seed=rng)
+    assert loader.generator is rng
+    assert order_of(loader) == [np.random.default_rng(5).permutation(6).tolist()]
 
 
 # --------------------------------------------------------------------------- palettes

@@ -83,23 +83,20 @@ class DataLoader:
     dataset: any object with ``__len__`` and ``__getitem__(int)``.
     batch_size: items per batch. shuffle: a new random order every epoch.
     drop_last: drop the last batch when it is smaller than batch_size.
-    seed: seeds the shuffling generator (once); None draws it from minidl's generator.
+    seed: seeds the shuffling generator (once); None draws it from minidl's generator; a NumPy
+        ``Generator`` is used as it is (shared, e.g., with the transforms' draws).
     collate_fn: list of items -> batch; ``default_collate`` by default.
     prefetch: how many batches the background thread may prepare ahead; 0 = no thread,
         batches are made in the caller's thread when asked for.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, collate_fn=None, prefetch=2):
-        if int(batch_size) < 1:
-            raise ValueError(f"DataLoader: batch_size must be at least 1, got {batch_size}")
-        if int(prefetch) < 0:
-            raise ValueError(f"DataLoader: prefetch must be >= 0, got {prefetch}")
         self.dataset = dataset
-        self.batch_size = int(batch_size)
+        self.batch_size = _whole_number("batch_size", batch_size, least=1)
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.collate_fn = collate_fn or default_collate
-        self.prefetch = int(prefetch)
+        self.prefetch = _whole_number("prefetch", prefetch, least=0)
         if seed is None:
             seed = int(backend.random_integers(0, 2**62, ()))
         self.seed = seed
@@ -136,6 +133,13 @@ class DataLoader:
             f"DataLoader({len(self.dataset)} items, batch_size={self.batch_size}, shuffle={self.shuffle}, "
             f"drop_last={self.drop_last}, prefetch={self.prefetch})"
         )
+
+
+def _whole_number(name, value, least):
+    """``value`` as an int >= ``least``; 2.7, "8" and True are refused (as PyTorch does), not rounded."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"DataLoader: {name} must be an integer >= {least}, got {value!r}")
+    return int(value)
 
 
 class _Prefetcher:
