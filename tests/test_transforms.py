@@ -154,3 +154,62 @@ def test_to_tensor_gives_chw_float32_and_int64_tensors():
 def test_mismatched_image_and_mask_are_rejected_with_the_shapes():
     with pytest.raises(ValueError, match=r"RandomHorizontalFlip: image of shape \(3, 4, 5\) does not match mask of shape \(4, 4\)"):
         T.RandomHorizontalFlip()(np.zeros((3, 4, 5)), np.zeros((4, 4)))
+
+
+# --------------------------------------------------------------------------- batches
+def coordinate_batch(count, height, width, layout="chw"):
+    """``count`` coordinate pairs, item i's labels offset by i * height * width (every pixel of the batch its own)."""
+    image, mask = coordinate_pair(height, width, layout)
+    return np.stack([image + i for i in range(count)]), np.stack([mask + i * height * width for i in range(count)])
+
+
+@pytest.mark.parametrize("layout", ["chw", "hwc"])
+def test_a_batch_gets_one_window_per_item_from_the_draws_of_the_whole_batch(layout):
+    images, masks = coordinate_batch(6, 9, 11, layout)
+    out_images, out_masks = T.RandomCrop((4, 5), seed=7)(images, masks)
+    assert out_masks.shape == (6, 4, 5) and out_images.shape == ((6, 3, 4, 5) if layout == "chw" else (6, 4, 5, 3))
+    rng = np.random.default_rng(7)
+    tops, lefts = rng.integers(0, 9 - 4 + 1, 6), rng.integers(0, 11 - 5 + 1, 6)  # all tops, then all lefts
+    for i, (top, left) in enumerate(zip(tops, lefts)):
+        np.testing.assert_array_equal(out_masks[i], masks[i, top:top + 4, left:left + 5])
+        expected = images[i, :, top:top + 4, left:left + 5] if layout == "chw" else images[i, top:top + 4, left:left + 5]
+        np.testing.assert_array_equal(out_images[i], expected)
+    assert len({(t, l) for t, l in zip(tops, lefts)}) > 1  # each item its own window
+
+
+def test_a_batch_gets_one_coin_per_item_and_its_inputs_stay_untouched():
+    images, masks = coordinate_batch(8, 3, 4)
+    original = images.copy(), masks.copy()
+    out_images, out_masks = T.RandomHorizontalFlip(seed=2)(images, masks)
+    flipped = np.random.default_rng(2).random(8) < 0.5
+    assert 0 < flipped.sum() < 8
+    for i in range(8):
+        np.testing.assert_array_equal(out_masks[i], masks[i, :, ::-1] if flipped[i] else masks[i])
+        np.testing.assert_array_equal(out_images[i], images[i, :, :, ::-1] if flipped[i] else images[i])
+    np.testing.assert_array_equal(images, original[0])
+    np.testing.assert_array_equal(masks, original[1])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_item_is_a_batch_of_one_with_the_same_random_draws(seed):
+    image, mask = coordinate_pair(7, 9, "chw")
+    chain = lambda: T.Compose([T.RandomCrop((5, 4), seed=seed), T.RandomHorizontalFlip(seed=seed + 10)])  # noqa: E731
+    one_image, one_mask = chain()(image, mask)
+    batch_images, batch_masks = chain()(image[None], mask[None])
+    np.testing.assert_array_equal(one_image, batch_images[0])
+    np.testing.assert_array_equal(one_mask, batch_masks[0])
+
+
+def test_a_small_batch_is_padded_with_void_when_asked():
+    images, masks = coordinate_batch(3, 2, 3)
+    out_images, out_masks = T.RandomCrop(4, pad_if_needed=True, seed=0)(images, masks)
+    assert out_images.shape == (3, 3, 4, 4) and ((out_masks == -1).sum(axis=(1, 2)) == 16 - 6).all()
+
+
+def test_batches_of_mismatched_shapes_are_rejected_with_the_shapes():
+    with pytest.raises(ValueError, match=r"RandomCrop: images of shape \(3, 3, 4, 4\) do not match masks of shape \(2, 4, 4\)"):
+        T.RandomCrop(2)(np.zeros((3, 3, 4, 4)), np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match=r"expected a mask of shape \(H, W\), or \(N, H, W\) for a batch, got \(1, 2, 4, 4\)"):
+        T.RandomHorizontalFlip()(np.zeros((1, 2, 3, 4, 4)), np.zeros((1, 2, 4, 4)))
+    with pytest.raises(ValueError, match=r"Resize: expected a mask of shape \(H, W\)"):  # items only
+        T.Resize(2)(np.zeros((2, 3, 4, 4)), np.zeros((2, 4, 4)))

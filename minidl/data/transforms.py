@@ -9,6 +9,12 @@ Accepted inputs (NumPy arrays or minidl Tensors on the CPU):
 The mask's (H, W) tells the image's layout apart, and every transform returns the layout
 and dtype it was given (Normalize returns float32, ToTensor CHW tensors).
 
+Batches: RandomCrop and RandomHorizontalFlip also take a whole batch -- images (N, 3, H, W)
+or (N, H, W, 3) with masks (N, H, W) -- and give every item its own window and coin, drawn
+for the batch at once (as Kornia's batch augmentations do). That is how
+examples/train_segnet.py augments the in-memory arrays its DataLoader batches. One item is a
+batch of one: the same result from the same random draws.
+
 Randomness: each random transform owns a NumPy ``Generator``, made from ``seed`` (an int,
 None for fresh OS entropy, or a Generator to share one between transforms). The same seed
 and the same sequence of calls give the same crops and flips.
@@ -37,12 +43,38 @@ def _unpack(name, image, mask):
     image, mask = _as_array(image), _as_array(mask)
     if mask.ndim != 2:
         raise ValueError(f"{name}: expected a mask of shape (H, W), got {mask.shape}")
-    if image.ndim == 3 and image.shape[1:] == mask.shape and image.shape[0] in (1, 3):
-        return image, mask, "chw"
-    if image.ndim == 3 and image.shape[:2] == mask.shape:
-        return image, mask, "hwc"
+    return image, mask, _layout(name, image.shape, mask.shape)
+
+
+def _as_batch(name, image, mask):
+    """(images, masks, layout, single): a batch (N, ...) of items in ``layout``, "chw" or "hwc".
+
+    One item (mask (H, W)) becomes a batch of one, ``single`` = True; ``_unbatch`` undoes that.
+    """
+    image, mask = _as_array(image), _as_array(mask)
+    if mask.ndim == 2:
+        return image[None], mask[None], _layout(name, image.shape, mask.shape), True
+    if mask.ndim != 3:
+        raise ValueError(f"{name}: expected a mask of shape (H, W), or (N, H, W) for a batch, got {mask.shape}")
+    if image.ndim != 4 or len(image) != len(mask):
+        raise ValueError(f"{name}: images of shape {image.shape} do not match masks of shape {mask.shape}; "
+                         "expected (N, 3, H, W) or (N, H, W, 3) with the masks' (N, H, W)")
+    return image, mask, _layout(name, image.shape[1:], mask.shape[1:]), False
+
+
+def _unbatch(images, masks, single):
+    """What ``_as_batch`` was given back: the one item of a batch of one, else the batch."""
+    return (images[0], masks[0]) if single else (images, masks)
+
+
+def _layout(name, image_shape, mask_shape):
+    """ "chw" or "hwc": where an image of ``image_shape`` keeps its mask's (H, W) = ``mask_shape``."""
+    if len(image_shape) == 3 and image_shape[1:] == mask_shape and image_shape[0] in (1, 3):
+        return "chw"
+    if len(image_shape) == 3 and image_shape[:2] == mask_shape:
+        return "hwc"
     raise ValueError(
-        f"{name}: image of shape {image.shape} does not match mask of shape {mask.shape}; "
+        f"{name}: image of shape {image_shape} does not match mask of shape {mask_shape}; "
         "expected the image as (3, H, W) or (H, W, 3) with the mask's (H, W)"
     )
 
@@ -76,26 +108,28 @@ class Compose:
 
 
 class RandomHorizontalFlip:
-    """Mirror image and mask left-right with probability ``p``."""
+    """Mirror image and mask left-right with probability ``p`` (each item of a batch by its own coin)."""
 
     def __init__(self, p=0.5, seed=None):
         self.p = p
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, image, mask):
-        image, mask, layout = _unpack("RandomHorizontalFlip", image, mask)
-        if self.rng.random() < self.p:
-            # a reversed view; copy so later in-place changes can't reach the dataset's cache
-            image = np.flip(image, axis=_hw_axes(layout)[1]).copy()
-            mask = mask[:, ::-1].copy()
-        return image, mask
+        images, masks, layout, single = _as_batch("RandomHorizontalFlip", image, mask)
+        chosen = self.rng.random(len(masks)) < self.p  # one coin per item
+        if chosen.any():
+            # copies, so that flipping can't reach the dataset's cache
+            images, masks = images.copy(), masks.copy()
+            images[chosen] = np.flip(images[chosen], axis=1 + _hw_axes(layout)[1])
+            masks[chosen] = masks[chosen, :, ::-1]
+        return _unbatch(images, masks, single)
 
     def __repr__(self):
         return f"RandomHorizontalFlip(p={self.p})"
 
 
 class RandomCrop:
-    """A random (h, w) window of image and mask, at the same place in both.
+    """A random (h, w) window of image and mask, at the same place in both (each item of a batch its own).
 
     size: int or (h, w).
     pad_if_needed: when the input is smaller than the window, pad it first (evenly on both
@@ -110,35 +144,37 @@ class RandomCrop:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, image, mask):
-        image, mask, layout = _unpack("RandomCrop", image, mask)
-        (height, width), (crop_h, crop_w) = mask.shape, self.size
+        images, masks, layout, single = _as_batch("RandomCrop", image, mask)
+        (height, width), (crop_h, crop_w) = masks.shape[1:], self.size
         if height < crop_h or width < crop_w:
             if not self.pad_if_needed:
                 raise ValueError(
                     f"RandomCrop: crop size {self.size} is larger than the input ({height}, {width}); "
                     "use pad_if_needed=True or Resize first"
                 )
-            image, mask = _pad_to(image, mask, layout, crop_h, crop_w, self.fill)
-            height, width = mask.shape
-        top = int(self.rng.integers(0, height - crop_h + 1))
-        left = int(self.rng.integers(0, width - crop_w + 1))
-        rows, cols = slice(top, top + crop_h), slice(left, left + crop_w)
-        image = image[:, rows, cols] if layout == "chw" else image[rows, cols]
-        return image.copy(), mask[rows, cols].copy()
+            images, masks = _pad_to(images, masks, layout, crop_h, crop_w, self.fill)
+            height, width = masks.shape[1:]
+        tops = self.rng.integers(0, height - crop_h + 1, len(masks))  # one window per item
+        lefts = self.rng.integers(0, width - crop_w + 1, len(masks))
+        windows = [(slice(top, top + crop_h), slice(left, left + crop_w)) for top, left in zip(tops, lefts)]
+        images = np.stack([im[:, rows, cols] if layout == "chw" else im[rows, cols]
+                           for im, (rows, cols) in zip(images, windows)])
+        masks = np.stack([m[rows, cols] for m, (rows, cols) in zip(masks, windows)])
+        return _unbatch(images, masks, single)
 
     def __repr__(self):
         return f"RandomCrop(size={self.size}, pad_if_needed={self.pad_if_needed})"
 
 
-def _pad_to(image, mask, layout, min_h, min_w, fill):
-    """Pad image (with ``fill``) and mask (with void) to at least (min_h, min_w), evenly on both sides."""
-    extra_h, extra_w = max(min_h - mask.shape[0], 0), max(min_w - mask.shape[1], 0)
+def _pad_to(images, masks, layout, min_h, min_w, fill):
+    """Pad a batch's images (with ``fill``) and masks (with void) to at least (min_h, min_w), evenly on both sides."""
+    extra_h, extra_w = max(min_h - masks.shape[1], 0), max(min_w - masks.shape[2], 0)
     rows = (extra_h // 2, extra_h - extra_h // 2)
     cols = (extra_w // 2, extra_w - extra_w // 2)
-    image_pad = [(0, 0), rows, cols] if layout == "chw" else [rows, cols, (0, 0)]
-    image = np.pad(image, image_pad, constant_values=np.asarray(fill).astype(image.dtype))
-    mask = np.pad(mask, [rows, cols], constant_values=VOID)
-    return image, mask
+    image_pad = [(0, 0), (0, 0), rows, cols] if layout == "chw" else [(0, 0), rows, cols, (0, 0)]
+    images = np.pad(images, image_pad, constant_values=np.asarray(fill).astype(images.dtype))
+    masks = np.pad(masks, [(0, 0), rows, cols], constant_values=VOID)
+    return images, masks
 
 
 class Resize:
