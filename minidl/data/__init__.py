@@ -6,6 +6,11 @@
     for images, masks in loader:     # float32 (8, 3, 96, 96), int64 (8, 96, 96), -1 = void
         ...
 
+VOID (-1) is the label of unlabelled pixels in every mask: pass ``ignore_index=VOID`` to the loss
+(``cross_entropy`` keeps PyTorch's default, -100) and the metrics skip it too. Why -1 rather than
+-100: ``mask >= 0`` is then the labelled pixels, and a palette with the void colour appended as
+its last row colours a whole mask with one lookup, ``table[mask]``.
+
 Files, one concept each:
   dataset.py      Dataset, TensorDataset, Subset, SegmentationDataset (decode once, cache)
   dataloader.py   DataLoader (seeded shuffling, background prefetch), default_collate
