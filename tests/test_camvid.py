@@ -75,7 +75,8 @@ def test_size_mismatch_and_bad_list_lines(camvid_root):
 
 
 def test_missing_split_names_the_folder(camvid_root):
-    with pytest.raises(FileNotFoundError, match=r"neither list file .*test\.txt nor image folder .*test exists"):
+    with pytest.raises(FileNotFoundError, match=r"neither list file .*test\.txt nor image folder .*test exists; "
+                                                r"prepare CamVid with .*prepare camvid --download"):
         CamVid(camvid_root, "test")
 
 
