@@ -1,4 +1,6 @@
 """The autograd engine: graph shapes, accumulation, release, grad modes, error messages."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -187,3 +189,111 @@ def test_float32_gradients_stay_float32_when_mixed_with_float64():
     w = minidl.tensor([1.0, 2.0], requires_grad=True)
     (w * minidl.tensor(np.array([1.0, 1.0]))).sum().backward()  # float32 * float64 -> float64
     assert w.grad.dtype == minidl.float32
+
+
+# --------------------------------------------------------------------------- gradients checked where they are made
+def op_whose_backward_returns(make_grad):
+    """A Function y = 2x whose backward returns ``make_grad(grad)`` (its node is named ``BrokenBackward``)."""
+
+    class Broken(minidl.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            return make_grad(grad)
+
+    return Broken
+
+
+def as_leaf(x):
+    return x
+
+
+def after_matmul(x):
+    """x goes through a matmul first: the gradient of the broken op reaches MatmulBackward, not a leaf."""
+    return x @ minidl.eye(4, dtype=minidl.float64)
+
+
+@pytest.mark.parametrize("feed", [as_leaf, after_matmul], ids=["leaf", "inside a graph"])
+@pytest.mark.parametrize("wrong, got", [
+    pytest.param(lambda g: g.sum(axis=0), "[4]", id="summed over axis 0"),  # the issue's case
+    pytest.param(lambda g: g[:1], "[1, 4]", id="one row"),  # (1, 4) broadcasts to (3, 4): the wrong way round
+    pytest.param(lambda g: g.T.copy(), "[4, 3]", id="transposed"),
+    pytest.param(lambda g: g.sum(), "[]", id="summed to a scalar"),
+])
+def test_a_wrong_shaped_gradient_names_the_function_that_returned_it(feed, wrong, got):
+    x = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
+    y = op_whose_backward_returns(wrong).apply(feed(x))
+    message = rf"Function BrokenBackward returned an invalid gradient at index 0 - got {re.escape(got)} but expected shape compatible with \[3, 4\]"
+    with pytest.raises(RuntimeError, match=message):
+        y.sum().backward()
+    assert x.grad is None  # nothing wrong reached the leaf
+
+
+@pytest.mark.parametrize("feed", [as_leaf, after_matmul], ids=["leaf", "inside a graph"])
+def test_a_gradient_the_input_broadcasts_to_is_summed_down_to_it(feed):
+    """PyTorch's rule: a (2, 3, 4) gradient for a (3, 4) input is accepted and summed over the new axis."""
+    x = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
+    y = op_whose_backward_returns(lambda g: np.broadcast_to(g, (2, 3, 4))).apply(feed(x))
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((3, 4), 2.0))
+
+
+@pytest.mark.parametrize("wrong", [lambda g: g.astype(np.float32), lambda g: g.astype(np.int64), lambda g: g > 0],
+                         ids=["float32", "int64", "bool"])
+def test_a_real_gradient_of_another_dtype_is_cast_to_the_input_dtype(wrong):
+    x = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
+    op_whose_backward_returns(wrong).apply(x * 1).sum().backward()
+    assert x.grad.dtype == minidl.float64
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones((3, 4)))
+
+
+def test_a_complex_gradient_for_a_real_input_is_refused():
+    x = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
+    y = op_whose_backward_returns(lambda g: g.astype(np.complex128)).apply(x)
+    with pytest.raises(RuntimeError, match=r"BrokenBackward returned an invalid gradient at index 0 - expected dtype float64 but got complex128"):
+        y.sum().backward()
+
+
+@pytest.mark.parametrize("wrong, named", [
+    pytest.param(lambda g: 1.0, "float", id="float"),
+    pytest.param(lambda g: g.tolist(), "list", id="list"),
+    pytest.param(lambda g: minidl.tensor(g), r"Tensor \(backward takes and returns raw arrays, not Tensors\)", id="Tensor"),
+])
+def test_a_gradient_that_is_not_an_array_is_refused(wrong, named):
+    x = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
+    y = op_whose_backward_returns(wrong).apply(x)
+    with pytest.raises(RuntimeError, match=rf"BrokenBackward returned an invalid gradient at index 0 - expected an array or None, got {named}"):
+        y.sum().backward()
+
+
+def test_the_index_is_the_forward_argument_whose_gradient_is_wrong():
+    class Broken(minidl.Function):
+        @staticmethod
+        def forward(ctx, a, scale, b):
+            return a * scale + b
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2.0, None, grad.sum(axis=1)  # b is (4,): its gradient is the sum over axis 0, not 1
+
+    a = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
+    b = minidl.randn(4, dtype=minidl.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"index 2 - got \[3\] but expected shape compatible with \[4\]"):
+        Broken.apply(a, 2.0, b).sum().backward()
+
+
+def test_a_0d_result_that_numpy_returns_as_a_scalar_is_a_gradient():
+    """grad * x of two 0-d arrays is a NumPy scalar, not an array: the engine accepts it."""
+    x = minidl.tensor(3.0, dtype=minidl.float64, requires_grad=True)
+    op_whose_backward_returns(lambda g: g * np.asarray(2.0)).apply(x).backward()
+    assert x.grad.item() == 2.0 and x.grad.shape == ()
+
+
+def test_a_wrong_number_of_gradients_is_named():
+    x = minidl.randn(3, dtype=minidl.float64, requires_grad=True)
+    y = op_whose_backward_returns(lambda g: (g, g)).apply(x)
+    with pytest.raises(RuntimeError, match=r"Function BrokenBackward returned an incorrect number of gradients \(expected 1, one per forward argument, got 2\)"):
+        y.sum().backward()

@@ -11,10 +11,31 @@ recursion limit):
 
 This order is a reverse topological order, so a node used twice (a diamond,
 a shared weight) runs once, with the sum of both gradients.
+
+Every gradient a ``backward`` returns is checked where it is produced, as
+PyTorch's engine does (``validate_outputs``), so that a wrong backward is
+named, not the node that later receives its result. The input's shape and
+dtype need no extra record: the edge holds them -- the producing node's
+``output_shape``/``output_dtype``, or the leaf's own array. The rules:
+
+- ``None`` means "no gradient" and is always accepted;
+- anything but a NumPy/CuPy array (a float, a list, a minidl Tensor) is an error;
+- the shape must equal the input's, or be one the input's shape broadcasts
+  to -- (2, 3, 4) for a (3, 4) input -- which is then summed down to it
+  (``unbroadcast``); any other shape is an error: (4,) or (1, 4) for (3, 4);
+- a real number dtype (float, int, bool) is cast to the input's dtype;
+  another (complex, object) is an error.
+
+An error is an ``InvalidGradientError`` (a RuntimeError) with PyTorch's
+wording: "Function SiluBackward returned an invalid gradient at index 0 -
+got [4] but expected shape compatible with [3, 4]".
 """
 from __future__ import annotations
 
-from .function import Function
+import numpy as np
+
+from ..backend import array_module
+from .function import Function, unbroadcast
 
 _FREED_MESSAGE = (
     "Trying to backward through the graph a second time (or directly access saved tensors "
@@ -22,6 +43,10 @@ _FREED_MESSAGE = (
     "when you call .backward(). Specify retain_graph=True if you need to backward through the "
     "graph a second time."
 )
+
+
+class InvalidGradientError(RuntimeError):
+    """A Function's backward returned a gradient that cannot belong to its input."""
 
 
 def count_dependencies(roots, edges_of=lambda node: node.next_edges) -> dict:
@@ -44,7 +69,7 @@ def count_dependencies(roots, edges_of=lambda node: node.next_edges) -> dict:
 
 
 def _accumulate_into_leaf(leaf, grad, handed_out):
-    """Add ``grad`` into ``leaf.grad``.
+    """Add ``grad`` (already in the leaf's shape and dtype) into ``leaf.grad``.
 
     The first gradient is stored without a copy when it is a fresh array that
     nothing else can see: writeable, owning its memory (not a view of another
@@ -54,8 +79,6 @@ def _accumulate_into_leaf(leaf, grad, handed_out):
     """
     from .._tensor import Tensor
 
-    if grad.dtype != leaf._array.dtype:
-        grad = grad.astype(leaf._array.dtype)
     if leaf.grad is None:
         private = grad.base is None and getattr(grad.flags, "writeable", True) and id(grad) not in handed_out
         handed_out.add(id(grad))
@@ -79,30 +102,64 @@ def run_backward(tensor, grad, retain_graph: bool = False):
         grad = pending.pop(node)
         if node.released:
             raise RuntimeError(_FREED_MESSAGE)
-        if grad.shape != node.output_shape:
-            raise RuntimeError(f"{node.name} received a gradient of shape {grad.shape}, expected {node.output_shape}")
-        if grad.dtype != node.output_dtype:
-            grad = grad.astype(node.output_dtype)
 
         input_grads = type(node).backward(node, grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         if len(input_grads) != len(node.next_edges):
-            raise RuntimeError(
-                f"{node.name} returned {len(input_grads)} gradients for {len(node.next_edges)} forward arguments"
+            raise InvalidGradientError(
+                f"Function {node.name} returned an incorrect number of gradients "
+                f"(expected {len(node.next_edges)}, one per forward argument, got {len(input_grads)})"
             )
         if not retain_graph:
             node.release()
 
-        for edge, input_grad in zip(node.next_edges, input_grads):
+        for index, (edge, input_grad) in enumerate(zip(node.next_edges, input_grads)):
             if edge is None or input_grad is None:
                 if isinstance(edge, Function):  # nothing will arrive from here: do not wait for it
                     _arrived(edge, None, pending, dependencies, ready)
                 continue
             if isinstance(edge, Function):
+                input_grad = _checked(node, index, input_grad, edge.output_shape, edge.output_dtype)
                 _arrived(edge, input_grad, pending, dependencies, ready)
             else:
+                input_grad = _checked(node, index, input_grad, edge._array.shape, edge._array.dtype)
                 _accumulate_into_leaf(edge, input_grad, handed_out)
+
+
+def _checked(node, index, grad, shape, dtype):
+    """The gradient ``node`` returned for its input ``index``, made to fit that input (see the module's rules)."""
+    if type(grad) is np.ndarray and grad.dtype is dtype and grad.shape == shape:
+        return grad  # the usual case, in three quick comparisons (NumPy's dtypes are singletons, so `is`)
+    grad = _as_array(node, index, grad)
+    if grad.shape != shape:
+        if not _broadcasts_to(shape, grad.shape):
+            raise _invalid(node, index, f"got {list(grad.shape)} but expected shape compatible with {list(shape)}")
+        grad = unbroadcast(grad, shape)
+    if grad.dtype != dtype:
+        if grad.dtype.kind not in "biuf":  # bool, int, unsigned, float: cast like PyTorch; not complex, object
+            raise _invalid(node, index, f"expected dtype {dtype} but got {grad.dtype}")
+        grad = grad.astype(dtype)
+    return grad
+
+
+def _as_array(node, index, grad):
+    """``grad`` as a NumPy or CuPy array (NumPy hands 0-d results back as scalars), or an error."""
+    if isinstance(grad, np.generic):
+        return np.asarray(grad)
+    if isinstance(grad, np.ndarray) or array_module(grad) is not np:
+        return grad
+    hint = " (backward takes and returns raw arrays, not Tensors)" if hasattr(grad, "_array") else ""
+    raise _invalid(node, index, f"expected an array or None, got {type(grad).__name__}{hint}")
+
+
+def _invalid(node, index, problem):
+    return InvalidGradientError(f"Function {node.name} returned an invalid gradient at index {index} - {problem}")
+
+
+def _broadcasts_to(shape, target):
+    """True when an array of ``shape`` broadcasts to ``target``: (3, 4) to (2, 3, 4) or (1, 4) to (3, 4)."""
+    return len(shape) <= len(target) and all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
 
 
 def _arrived(node, grad, pending, dependencies, ready):
