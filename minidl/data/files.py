@@ -7,7 +7,7 @@ Every reader returns plain NumPy arrays or lists:
   read_mat_variable(path, name)     -> one numeric matrix of a MATLAB MAT-file (MSRC's cleaned labels)
   read_split_file(path, dataset)    -> the names a split list holds
   read_pair_list(path, dataset)     -> "IMAGE ANNOTATION" lines as pairs of relative paths (CamVid)
-  shipped_split_file(dataset, split)-> the split list that ships with minidl (minidl/data/splits/)
+  shipped_split_file(dataset, split) -> the path of a split list that ships with minidl (minidl/data/splits/)
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SPLITS = Path(__file__).parent / "splits"  # <dataset>_<split>.txt: the standard splits, shipped as package data
-
 from .palette import encode_colours
+
+SPLITS = Path(__file__).parent / "splits"  # <dataset>_<split>.txt: the standard splits, shipped as package data
 
 
 def _decode(path, what, to_array):

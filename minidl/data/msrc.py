@@ -10,13 +10,13 @@
 Where it comes from. The photographs are Microsoft Research Cambridge's object class recognition
 database, version 2 (msrc_objcategimagedatabase_v2.zip, see ``prepare.SOURCES``), for research
 use. The labels minidl's README figures use are the cleaned-up ones of Malisiewicz and Efros
-("Improving Spatial Support for Objects via Multiple Segmentations", BMVC 2007): the same 23
-classes and colours, with object boundaries redrawn closely where Microsoft's original labels
-are rough polygons separated by wide void bands. With the original labels (what the archive
-holds, and what ``download=True`` gives) there are more void pixels and coarser boundaries, so
-accuracy and IoU are not comparable with figures made on the cleaned labels.
+("Improving Spatial Support for Objects via Multiple Segmentations", BMVC 2007), distributed on
+their project page as MATLAB files: the same images and 23 classes, with the objects outlined
+more accurately than in Microsoft's original, coarser labels. With the original labels (what the
+archive holds, and what ``download=True`` gives) the pixels along object boundaries are labelled
+differently, so accuracy and IoU are not comparable with figures made on the cleaned labels.
 ``python -m minidl.data.prepare msrc ARCHIVE ROOT --labels CLEANED`` builds this layout from the
-archive and the cleaned labels and checks it.
+archive and the cleaned labels and checks it; both kinds end up colour-coded with MSRC_PALETTE.
 
 The split. Without ``root/<split>.txt`` the lists that ship with minidl are used
 (minidl/data/splits/msrc_*.txt: 295 train, 58 val, 238 test, stratified by category), so

@@ -52,7 +52,7 @@ from .files import (
 from .palette import CAMVID_CLASSES, CAMVID_UNLABELLED, MSRC_CLASSES, MSRC_PALETTE, decode_mask, encode_indices
 
 MARKER = "PREPARED.txt"  # written last: a folder holding it is a complete prepared copy
-SPLITS = ("train", "val", "test")
+SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,7 @@ def _check_present(dataset, found, expected, where, exact):
 
 def _shipped(dataset, read):
     """{split: read(list file)} for train, val and test, from the lists that ship with minidl."""
-    return {split: read(shipped_split_file(dataset, split), dataset) for split in SPLITS}
+    return {split: read(shipped_split_file(dataset, split), dataset) for split in SPLIT_NAMES}
 
 
 # ----------------------------------------------------------------------------- writing DEST
