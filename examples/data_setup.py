@@ -7,7 +7,9 @@ statistics pretrained weights expect), and kept in memory as two arrays, so a
 training step only slices them:
 
     images  float32 (N, 3, H, W), normalised
-    masks   int64   (N, H, W), class index per pixel, -1 = void
+    masks   int64   (N, H, W), class index per pixel, minidl.data.VOID (-1) = void
+
+A PreparedSplit is also a dataset (item i = (images[i], masks[i])) for minidl.data.DataLoader.
 """
 from __future__ import annotations
 
@@ -33,6 +35,10 @@ class PreparedSplit:
 
     def __len__(self):
         return len(self.images)
+
+    def __getitem__(self, index):
+        """(image (3, H, W), mask (H, W)) of item ``index``: views into the arrays, not copies."""
+        return self.images[index], self.masks[index]
 
 
 def parse_size(text):

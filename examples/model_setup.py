@@ -53,14 +53,46 @@ class Pretrained:
                 f"{self.config['num_classes']} classes; its mean/std)")
 
 
-def read_weights(path):
-    """``--weights PATH`` -> Pretrained. Errors name the file."""
+def is_checkpoint(content):
+    """Whether what ``load`` returned is a train_segnet.py checkpoint (its "model" and "config" entries)."""
+    return isinstance(content, dict) and "model" in content and "config" in content
+
+
+def is_state_dict(content):
+    """Whether what ``load`` returned is a bare state_dict: parameter name -> tensor."""
+    return isinstance(content, dict) and all(hasattr(value, "shape") for value in content.values())
+
+
+def read_weights(path, option="--weights"):
+    """``--weights PATH`` (or another ``option`` naming a weight file) -> Pretrained. Errors name both."""
     content = load(path)
-    if isinstance(content, dict) and "model" in content and "config" in content:  # train_segnet.py's checkpoint
+    if is_checkpoint(content):
         return Pretrained(str(path), content["model"], json.loads(content["config"]))
-    if not isinstance(content, dict) or not all(hasattr(v, "shape") for v in content.values()):
-        raise SystemExit(f"--weights {path}: neither a train_segnet.py checkpoint nor a state_dict (name -> tensor)")
+    if not is_state_dict(content):
+        raise SystemExit(f"{option} {path}: neither a train_segnet.py checkpoint nor a state_dict (name -> tensor)")
     return Pretrained(str(path), content, None)
+
+
+def read_checkpoint(path, option, instead):
+    """``option PATH`` that must be a train_segnet.py checkpoint -> its entries, the config decoded (a dict).
+
+    Anything else, a bare state_dict included, stops with a message naming the option, the file,
+    what it holds and what to do ``instead``.
+    """
+    content = load(path)
+    if not is_checkpoint(content):
+        holds = "a bare state_dict (name -> tensor)" if is_state_dict(content) else "not a train_segnet.py checkpoint"
+        raise SystemExit(f"{option} {path}: {holds}, without the config of the run that trained it; {instead}")
+    return {**content, "config": json.loads(content["config"])}
+
+
+def load_weights(model, pretrained, what, option="--weights"):
+    """Load ``pretrained``'s whole state_dict into ``model``; a mismatch stops with a message naming the
+    option, the file, ``what`` the model is, and the keys or shapes that differ."""
+    try:
+        model.load_state_dict(pretrained.state_dict)
+    except RuntimeError as error:
+        raise SystemExit(f"{option} {pretrained.path} does not fit {what}: {error}")
 
 
 def resolve_model_name(name, pretrained):
@@ -102,10 +134,7 @@ def build(name, num_classes, pretrained=None):
     classes = int(pretrained.state_dict[key].shape[0])
     if classes != num_classes:
         replace_head(model, classes)  # the file's head, to load it ...
-    try:
-        model.load_state_dict(pretrained.state_dict)
-    except RuntimeError as error:
-        raise SystemExit(f"--weights {pretrained.path} does not fit {name}: {error}")
+    load_weights(model, pretrained, name)
     if classes != num_classes:
         replace_head(model, num_classes)  # ... and a fresh one for our classes
         print(f"lazy: output layers replaced, {classes} -> {num_classes} classes", flush=True)
@@ -135,5 +164,6 @@ def segmentation_logits(output):
     return output["out"] if isinstance(output, dict) else output
 
 
-__all__ = ["MODEL_CHOICES", "Pretrained", "build", "parameter_groups", "read_weights",
-           "resolve_model_name", "segmentation_logits", "set_frozen"]
+__all__ = ["MODEL_CHOICES", "Pretrained", "build", "is_checkpoint", "is_state_dict", "load_weights",
+           "parameter_groups", "read_checkpoint", "read_weights", "resolve_model_name", "segmentation_logits",
+           "set_frozen"]

@@ -4,12 +4,13 @@
     # -> photo_mask.png (classes in the palette) and photo_overlay.png (mask blended over the photo)
 
 The checkpoint carries what is needed to rebuild the pipeline: the model name,
-the class names and colours, the input size and the normalisation statistics.
+the class names and colours, the input size and the normalisation statistics. A bare
+state_dict carries none of that: it is refused (train_segnet.py --eval-only --checkpoint
+FILE --model NAME evaluates one).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minidl  # noqa: E402
 from data_setup import size_hw  # noqa: E402  (examples/data_setup.py)
-from model_setup import segmentation_logits  # noqa: E402  (examples/model_setup.py)
+from model_setup import read_checkpoint, segmentation_logits  # noqa: E402  (examples/model_setup.py)
 from minidl.data.transforms import resize_image, resize_nearest  # noqa: E402
 from minidl.models import build_model  # noqa: E402
 from minidl.visualize import colourise, overlay  # noqa: E402
@@ -34,8 +35,11 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
-    state = minidl.load(args.checkpoint)
-    config = json.loads(state["config"])
+    state = read_checkpoint(args.checkpoint, "--checkpoint", "predict.py rebuilds the network and its input "
+                            "pipeline (model, classes and colours, size, normalisation) from a train_segnet.py "
+                            "checkpoint_*.npz; train_segnet.py --eval-only --checkpoint FILE --model NAME evaluates "
+                            "a bare state_dict")
+    config = state["config"]
     model = build_model(config["model"], config["num_classes"]).to(args.device)
     model.load_state_dict(state["model"])
     model.eval()

@@ -1,10 +1,14 @@
 """Train a segmentation network with minidl.
 
     python examples/train_segnet.py                                # embedded synthetic scenes, no download
-    python examples/train_segnet.py --data ../shared/data/msrc_v2  # MSRC-v2 in its own layout
+    python examples/train_segnet.py --data PATH/TO/MSRC_v2         # MSRC-v2 in its own layout
     python examples/train_segnet.py --eval-only --checkpoint runs/synthetic/checkpoint_best.npz --split val
     mpiexec -n 2 python examples/train_segnet.py --distributed     # data-parallel on 2 processes (needs mpi4py)
-    python examples/train_segnet.py --data ../shared/data/camvid --size 240x180 --model segnet_basic --class-weights median
+    python examples/train_segnet.py --data PATH/TO/CamVid --size 240x180 --model segnet_basic --class-weights median
+
+PATH/TO/... is your copy of the dataset, as `python -m minidl.data.prepare msrc|camvid SOURCE DEST`
+makes it (minidl/data/prepare.py): MSRC-v2 as Images/ and GroundTruth/, CamVid as SegNet's
+tutorial ships it (train/, trainannot/, val/, valannot/).
 
 Transfer learning (examples/model_setup.py): --weights FILE starts from pretrained weights.
     --model oldschool_resnet18 --weights resnet18-f37072fd.pth             # old school: pretrained encoder, new decoder
@@ -15,11 +19,12 @@ lr * --pretrained-lr-factor.
 
 Writes into --out: metrics.json (final held-out pixel accuracy, mean IoU,
 per-class figures, per-epoch history), curves.png, predictions.png,
-checkpoint_last.npz and checkpoint_best.npz. --resume continues a run from a
-checkpoint and ends where the uninterrupted run would have.
+checkpoint_last.npz and checkpoint_best.npz. --resume continues an interrupted
+run from its checkpoint and ends where the uninterrupted run would have; it
+refuses a command whose settings differ from the run's (listing them).
 
-Reading order for a student: main() -> train_one_epoch() -> the model's
-forward (minidl/models) -> the layers (minidl/nn) -> the ops and their
+Reading order for a student: main() -> train_one_epoch() -> train_step() -> the
+model's forward (minidl/models) -> the layers (minidl/nn) -> the ops and their
 backward (minidl/nn/functional, minidl/ops) -> the engine (minidl/autograd).
 """
 from __future__ import annotations
@@ -30,6 +35,8 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +49,11 @@ import minidl.nn.functional as F  # noqa: E402
 from minidl import optim  # noqa: E402
 import model_setup  # noqa: E402  (examples/model_setup.py: --model, --weights, freezing)
 from data_setup import datasets_for, describe_data, parse_size, size_hw  # noqa: E402  (examples/data_setup.py)
-from minidl.data import median_frequency_weights  # noqa: E402
+from minidl.data import VOID, DataLoader, median_frequency_weights, transforms as T  # noqa: E402
 from minidl.metrics import SegmentationMetrics  # noqa: E402
 from minidl.models import build_model  # noqa: E402
 from minidl.models.transfer import OldSchool  # noqa: E402
-from minidl.nn import SyncBatchNorm, trainable_parameter_count  # noqa: E402
+from minidl.nn import CrossEntropyLoss, SyncBatchNorm, trainable_parameter_count  # noqa: E402
 from minidl.nn.parallel import DistributedDataParallel  # noqa: E402
 from minidl.serialization import load, save  # noqa: E402
 from minidl.visualize import plot_curves, prediction_grid, to_uint8_image  # noqa: E402
@@ -60,6 +67,25 @@ DEFAULTS = {
     "camvid": dict(model="segnet_small", epochs=20, batch_size=8, lr=1e-3, optimizer="adam", size="160x120",
                    weight_decay=1e-4),
 }
+
+
+def _checked(convert, valid, what):
+    """An argparse type: ``convert(text)``, refused as "must be WHAT" unless ``valid(value)``."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int = _checked(int, lambda n: n > 0, "a positive integer")
+non_negative_int = _checked(int, lambda n: n >= 0, "an integer >= 0")
+positive_float = _checked(float, lambda x: math.isfinite(x) and x > 0, "a positive number")
+non_negative_float = _checked(float, lambda x: math.isfinite(x) and x >= 0, "a number >= 0")
 
 
 def parse_args(argv=None):
@@ -87,44 +113,57 @@ def parse_args(argv=None):
     parser.add_argument("--freeze-encoder", action=argparse.BooleanOptionalAction, default=None,
                         help="train only what the recipe adds (old school: the decoder; lazy: the new output layers), "
                              "with the pretrained part's BatchNorm kept in eval mode (default: on with --weights)")
-    parser.add_argument("--unfreeze-after", type=int, metavar="EPOCHS",
+    parser.add_argument("--unfreeze-after", type=positive_int, metavar="EPOCHS",
                         help="with --freeze-encoder: after this many epochs train everything, the pretrained part "
                              "with lr * --pretrained-lr-factor")
-    parser.add_argument("--pretrained-lr-factor", type=float, default=0.1,
+    parser.add_argument("--pretrained-lr-factor", type=non_negative_float, default=0.1,
                         help="with --weights: the pretrained part's learning rate is lr times this")
     parser.add_argument("--class-weights", choices=["none", "median"], default="none",
                         help="median: weight the loss by median frequency balancing of the training split's "
                              "classes (as SegNet on CamVid), so rare classes count more")
-    parser.add_argument("--epochs", type=int, help="passes over the training split")
-    parser.add_argument("--batch-size", type=int, help="images per step")
-    parser.add_argument("--lr", type=float, help="learning rate (cosine-decayed to 0 over the run)")
+    parser.add_argument("--epochs", type=positive_int, help="passes over the training split")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="images per step, at most the training split's size (the ragged last batch of an "
+                             "epoch is dropped)")
+    parser.add_argument("--lr", type=positive_float, help="learning rate (cosine-decayed to 0 over the run)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], help="sgd uses momentum 0.9")
-    parser.add_argument("--weight-decay", type=float, help="L2 penalty (decoupled for adam: AdamW)")
+    parser.add_argument("--weight-decay", type=non_negative_float, help="L2 penalty (decoupled for adam: AdamW)")
     parser.add_argument("--size", type=parse_size, help="images are resized to size x size, or to WxH "
                                                         "(e.g. 240x180: CamVid's 480x360 halved)")
-    parser.add_argument("--crop", type=int, help="train on random crop x crop windows of the resized images "
-                                                 "(scale augmentation; evaluation uses whole images)")
-    parser.add_argument("--train-images", type=int, default=400, help="synthetic only: training scenes")
-    parser.add_argument("--val-images", type=int, default=64, help="synthetic only: held-out scenes")
+    crop = parser.add_mutually_exclusive_group()
+    crop.add_argument("--crop", type=positive_int,
+                      help="train on random crop x crop windows of the resized images (scale augmentation; "
+                           "evaluation uses whole images). Default: MSRC's 128 at its default --size 144; no "
+                           "cropping at any other size or for the other datasets")
+    crop.add_argument("--no-crop", action="store_true", help="train on whole images (turns MSRC's default crop off)")
+    parser.add_argument("--train-images", type=positive_int, default=400, help="synthetic only: training scenes")
+    parser.add_argument("--val-images", type=positive_int, default=64, help="synthetic only: held-out scenes")
     parser.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (needs CuPy)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds data order, augmentation and weights")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds data order, augmentation and weights")
     parser.add_argument("--out", help="output folder (default: runs/<dataset>)")
-    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue training from checkpoint_last.npz")
+    parser.add_argument("--resume", metavar="CHECKPOINT",
+                        help="continue an interrupted run from its checkpoint_last.npz, to end where it would "
+                             "have; the run's own settings are needed (epochs, lr, batch size, optimizer, weight "
+                             "decay, crop, size, seed, model, data, ...): a change is refused, listing what "
+                             "differs. To train longer, start a new run")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on --split")
-    parser.add_argument("--checkpoint", help="checkpoint to evaluate with --eval-only")
+    parser.add_argument("--checkpoint",
+                        help="with --eval-only: a checkpoint_*.npz (its model, size and normalisation are used), "
+                             "or a bare state_dict of the --model network at --size (inputs normalised with the "
+                             "training split's statistics)")
     parser.add_argument("--split", default="val", help="split to evaluate with --eval-only (val or test)")
-    parser.add_argument("--max-steps", type=int, help="stop each epoch after this many steps (for smoke tests)")
-    parser.add_argument("--stop-after", type=int, help="stop after this many epochs, as if interrupted (resume later)")
+    parser.add_argument("--max-steps", type=positive_int,
+                        help="stop each epoch after this many steps (for smoke tests)")
+    parser.add_argument("--stop-after", type=positive_int,
+                        help="stop after this many epochs, as if interrupted (resume later)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the per-epoch lines")
     parser.add_argument("--distributed", action="store_true",
                         help="run as one rank of `mpiexec -n W ...`: each rank takes batch-size / W images of every "
                              "step; rank 0 prints and writes the outputs")
     args = parser.parse_args(argv)
     kind = describe_data(args.data)["kind"]
-    for key, value in DEFAULTS[kind].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_in_defaults(args, DEFAULTS[kind])
     if args.crop is not None and args.crop > min(size_hw(args.size)):
         parser.error(f"--crop {args.crop} is larger than --size {args.size}")
     if args.freeze_encoder is None:
@@ -133,10 +172,40 @@ def parse_args(argv=None):
         parser.error("--freeze-encoder needs --weights (or an oldschool_* model): there is no pretrained part to freeze")
     if args.unfreeze_after is not None and not args.freeze_encoder:
         parser.error("--unfreeze-after needs --freeze-encoder")
-    args.kind = kind
     args.out = Path(args.out or Path("runs") / kind)
-    args.rank, args.world = 0, 1  # one process; start_distributed() changes them under mpiexec
     return args
+
+
+def fill_in_defaults(args, defaults):
+    """The options not given take the dataset's ``defaults``. The default --crop goes with the default
+    --size (MSRC: 128-pixel windows of 144-pixel images); at another size there is no cropping unless
+    --crop asks for it, and --no-crop turns it off."""
+    for key, value in defaults.items():
+        if key != "crop" and getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.no_crop:
+        args.crop = None
+    elif args.crop is None and args.size == defaults["size"]:
+        args.crop = defaults.get("crop")
+
+
+@dataclass
+class Run:
+    """What a run works out beside its options (``args`` keeps what the command line says).
+
+    kind: synthetic, msrc or camvid. device: where this process computes (under mpiexec, a rank's
+    own GPU). rank, world: this process's place among ``mpiexec -n world`` processes (0 and 1
+    without). recipe: from scratch, old school or lazy (examples/model_setup.py). class_weights:
+    --class-weights median's NumPy weights (C,), or None. criterion: the training loss, cross
+    entropy over the labelled pixels (``ignore_index=VOID``) weighted by class_weights.
+    """
+    kind: str
+    device: str
+    rank: int = 0
+    world: int = 1
+    recipe: str = "from scratch"
+    class_weights: np.ndarray | None = None
+    criterion: CrossEntropyLoss = field(default_factory=lambda: CrossEntropyLoss(ignore_index=VOID))
 
 
 # --------------------------------------------------------------------------- --distributed
@@ -146,17 +215,22 @@ def parse_args(argv=None):
 # and DistributedDataParallel averages the gradients, so the run follows the
 # one-process run (SyncBatchNorm makes BatchNorm see the whole batch too). Evaluation
 # splits each batch the same way and sums the confusion matrices. Rank 0 prints and writes.
-def start_distributed(args):
+def start_distributed(args, run):
+    """Join mpiexec's processes: ``run`` learns this process's rank, their number and its device."""
     dist.init_process_group()
-    args.rank, args.world = dist.get_rank(), dist.get_world_size()
-    if args.batch_size % args.world:
-        raise SystemExit(f"--batch-size {args.batch_size} must be a multiple of the {args.world} ranks")
+    run.rank, run.world = dist.get_rank(), dist.get_world_size()
+    if args.batch_size % run.world:
+        raise SystemExit(f"--batch-size {args.batch_size} must be a multiple of the {run.world} ranks")
     if args.device == "cuda":  # one GPU per rank of this machine, shared round-robin if there are fewer
         gpus = minidl.backend.cupy_module().cuda.runtime.getDeviceCount()
-        args.device = f"cuda:{dist.get_local_rank() % gpus}"
-    if args.rank != 0:
-        args.quiet = True
+        run.device = f"cuda:{dist.get_local_rank() % gpus}"
+    if run.rank != 0:
         sys.stdout = open(os.devnull, "w")  # only rank 0 prints (errors still reach stderr)
+
+
+def share_of(run, *arrays):
+    """This rank's share of a batch: items rank, rank + W, ... of each array (all of them in one process)."""
+    return tuple(array[run.rank :: run.world] for array in arrays)
 
 
 def sum_over_ranks(*numbers):
@@ -201,77 +275,97 @@ class Progress:
         return time.perf_counter() - self.start
 
 
-# --------------------------------------------------------------------------- training and evaluation
-def augment(images, masks, rng, flip, crop=None):
-    """Random crops and horizontal flips, applied to image and mask with the same offsets (so they stay aligned).
+# --------------------------------------------------------------------------- the data of an epoch
+def training_batches(train_set, args, epoch):
+    """This epoch's shuffled, augmented batches: NumPy images (N, 3, H, W) and masks (N, H, W).
 
-    images (N, 3, H, W), masks (N, H, W) -> (N, 3, crop, crop), (N, crop, crop). Cropping a
-    slightly larger resized image is a cheap scale augmentation: objects appear at
-    shifted positions and the net never sees the same framing twice.
+    One generator, seeded by (--seed, epoch), draws the DataLoader's order and then every batch's
+    random crops and flips, so a resumed run repeats this epoch exactly. The transforms take the
+    whole batch, each image its own window and coin, the mask moved with it. Cropping a slightly
+    larger resized image is a cheap scale augmentation: objects appear at shifted positions and the
+    net never sees the same framing twice. The ragged last batch is dropped: every step sees
+    --batch-size images.
     """
-    if crop is not None and (crop, crop) != images.shape[-2:]:
-        top = rng.integers(0, images.shape[-2] - crop + 1, len(images))
-        left = rng.integers(0, images.shape[-1] - crop + 1, len(images))
-        images = np.stack([im[:, t : t + crop, l : l + crop] for im, t, l in zip(images, top, left)])
-        masks = np.stack([m[t : t + crop, l : l + crop] for m, t, l in zip(masks, top, left)])
-    if flip:
-        chosen = rng.random(len(images)) < 0.5
-        images, masks = images.copy(), masks.copy()
-        images[chosen] = images[chosen, :, :, ::-1]
-        masks[chosen] = masks[chosen, :, ::-1]
-    return images, masks
+    rng = np.random.default_rng([args.seed, epoch])
+    augment = T.Compose(([T.RandomCrop(args.crop, seed=rng)] if args.crop else [])
+                        + ([] if args.no_flip else [T.RandomHorizontalFlip(seed=rng)]))
+    # prefetch=0: the splits are arrays in memory already, a batch costs one copy
+    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, seed=rng, prefetch=0)
+    for images, masks in loader:
+        yield augment(images.numpy(), masks.numpy())
 
 
-def batches(dataset, batch_size, rng=None):
-    """Yield (images (N,3,H,W) float32, masks (N,H,W) int64) NumPy batches; shuffled when ``rng`` is given."""
-    order = rng.permutation(len(dataset)) if rng is not None else np.arange(len(dataset))
-    for start in range(0, len(order), batch_size):
-        chosen = order[start : start + batch_size]
-        if rng is not None and len(chosen) < batch_size and start:  # drop the ragged last training batch
-            return
-        yield dataset.images[chosen], dataset.masks[chosen]
+def check_batch_size(args, train_set):
+    """Stop when --batch-size exceeds the training split: an epoch would have no full batch to train on."""
+    if args.batch_size > len(train_set):
+        raise SystemExit(f"--batch-size {args.batch_size} is larger than the training split ({len(train_set)} "
+                         f"images): an epoch would have no full batch; use --batch-size {len(train_set)} or less")
+
+
+# --------------------------------------------------------------------------- the training step
+def train_step(model, images, masks, optimizer, criterion):
+    """One step of gradient descent on a batch: forward, loss, backward, update. Returns (logits, loss).
+
+    images: float32 Tensor (N, 3, H, W); masks: int64 Tensor (N, H, W) of class indices, VOID where
+    a pixel is unlabelled; criterion(logits, masks) -> the loss, e.g.
+    ``CrossEntropyLoss(ignore_index=VOID)``: the mean over the labelled pixels.
+    """
+    logits = model_setup.segmentation_logits(model(images))
+    loss = criterion(logits, masks)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return logits, loss
 
 
 def count_labelled(masks, class_weights=None):
     """What a "mean" cross entropy divides by: the labelled pixels, or the sum of their class weights."""
-    labels = masks[masks >= 0]
+    labels = masks[masks != VOID]
     return int(labels.size) if class_weights is None else float(class_weights[labels].sum())
 
 
-def train_one_epoch(model, dataset, optimizer, args, epoch):
+def summed_and_scaled(criterion, scale):
+    """A loss: ``criterion``'s cross entropy summed over the pixels (not averaged), times ``scale``."""
+    def loss(logits, masks):
+        return F.cross_entropy(logits, masks, weight=criterion.weight, ignore_index=VOID, reduction="sum") * scale
+    return loss
+
+
+def train_step_on_share(model, images, masks, optimizer, run):
+    """train_step on this process's share of a batch of NumPy arrays (in one process: all of it).
+
+    Under mpiexec each of the W ranks trains on its share (``share_of``) and DistributedDataParallel
+    averages the W gradients. The shares hold different numbers of labelled pixels, so for the
+    mean over the whole batch's labelled pixels, each rank's loss is its sum scaled by
+    W / (labelled pixels in the whole batch). Returns the share's masks (a Tensor), logits and loss.
+    """
+    criterion = run.criterion
+    if run.world > 1:
+        labelled = count_labelled(masks, run.class_weights)  # in the whole batch, before it is shared out
+        images, masks = share_of(run, images, masks)
+        criterion = summed_and_scaled(run.criterion, run.world / max(labelled, 1))
+    images, masks = minidl.tensor(images, device=run.device), minidl.tensor(masks, device=run.device)
+    logits, loss = train_step(model, images, masks, optimizer, criterion)
+    return masks, logits, loss
+
+
+# --------------------------------------------------------------------------- training and evaluation
+def train_one_epoch(model, train_set, optimizer, args, run, epoch):
+    """One pass over the training split (at most --max-steps steps); returns the epoch's figures."""
     model.train()
-    rng = np.random.default_rng([args.seed, epoch])  # per-epoch seed: a resumed run repeats this epoch exactly
-    minidl.manual_seed(args.seed * 1000 + epoch)
-    steps = len(dataset) // args.batch_size
+    minidl.manual_seed(args.seed * 1000 + epoch)  # per-epoch seed: a resumed run repeats this epoch exactly
+    steps = len(train_set) // args.batch_size
     if args.max_steps:
         steps = min(steps, args.max_steps)
-    progress = Progress(steps, f"epoch {epoch + 1}/{args.epochs}", args.quiet)
+    progress = Progress(steps, f"epoch {epoch + 1}/{args.epochs}", args.quiet or run.rank != 0)
     total_loss = correct = counted = images_seen = 0
-    for step, (images, masks) in enumerate(batches(dataset, args.batch_size, rng), start=1):
-        if step > steps:
-            break
-        images, masks = augment(images, masks, rng, not args.no_flip, args.crop)
-        labelled = count_labelled(masks, args.class_weight_array)  # in the whole batch, before it is shared out
-        images, masks = images[args.rank :: args.world], masks[args.rank :: args.world]  # this rank's share
-        x = minidl.tensor(images, device=args.device)
-        y = minidl.tensor(masks, device=args.device)
-        logits = model_setup.segmentation_logits(model(x))
-        if args.world > 1:  # the mean over the whole batch's labelled pixels (ranks' shares hold different
-            # numbers of them): DDP averages W such gradients, so scale this rank's sum by W / labelled
-            loss = F.cross_entropy(logits, y, weight=args.loss_weight, ignore_index=-1, reduction="sum") \
-                * (args.world / max(labelled, 1))
-        else:
-            loss = F.cross_entropy(logits, y, weight=args.loss_weight, ignore_index=-1)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-        predictions = logits.argmax(1)
-        valid = y >= 0
-        correct += int(((predictions == y) & valid).sum().item())
-        counted += int(valid.sum().item())
-        total_loss += loss.item() * len(images)
-        images_seen += len(images)
+    for step, (images, masks) in enumerate(islice(training_batches(train_set, args, epoch), steps), start=1):
+        masks, logits, loss = train_step_on_share(model, images, masks, optimizer, run)
+        labelled = masks != VOID
+        correct += int(((logits.argmax(1) == masks) & labelled).sum().item())
+        counted += int(labelled.sum().item())
+        total_loss += loss.item() * len(masks)
+        images_seen += len(masks)
         progress.update(step, images_seen, loss=total_loss / images_seen, acc=correct / max(counted, 1))
     seconds = progress.close()
     total_loss, correct, counted, images_seen = sum_over_ranks(total_loss, correct, counted, images_seen)
@@ -281,42 +375,42 @@ def train_one_epoch(model, dataset, optimizer, args, epoch):
 
 
 @minidl.no_grad()
-def evaluate(model, dataset, args, num_classes):
+def evaluate(model, dataset, args, run, num_classes):
     """Metrics over a whole split (confusion matrix accumulated over every batch), and the mean loss."""
     model.eval()
     metrics = SegmentationMetrics(num_classes)
     total_loss = 0.0
-    for images, masks in batches(dataset, args.batch_size):
-        images, masks = images[args.rank :: args.world], masks[args.rank :: args.world]  # this rank's share
+    for images, masks in DataLoader(dataset, batch_size=args.batch_size, prefetch=0):
+        images, masks = share_of(run, images.numpy(), masks.numpy())
         if not len(images):  # a short last batch may leave this rank nothing
             continue
-        logits = model_setup.segmentation_logits(model(minidl.tensor(images, device=args.device)))
-        y = minidl.tensor(masks, device=args.device)
-        if (masks >= 0).any():
-            total_loss += F.cross_entropy(logits, y, ignore_index=-1, reduction="sum").item()
+        logits = model_setup.segmentation_logits(model(minidl.tensor(images, device=run.device)))
+        y = minidl.tensor(masks, device=run.device)
+        if (masks != VOID).any():
+            total_loss += F.cross_entropy(logits, y, ignore_index=VOID, reduction="sum").item()
         metrics.update(logits.argmax(1).cpu().numpy(), masks)
-    if args.world > 1:  # the whole split's counts: every rank's confusion matrix and loss summed
+    if run.world > 1:  # the whole split's counts: every rank's confusion matrix and loss summed
         dist.all_reduce(metrics.confusion)
         (total_loss,) = sum_over_ranks(total_loss)
     results = metrics.as_dict()
-    results["loss"] = total_loss / max(int((dataset.masks >= 0).sum()), 1)
+    results["loss"] = total_loss / max(int((dataset.masks != VOID).sum()), 1)
     return results
 
 
 @minidl.no_grad()
-def save_predictions(model, dataset, args, path, count=4):
+def save_predictions(model, dataset, run, path, count=4):
     model.eval()
     images, masks = dataset.images[:count], dataset.masks[:count]
-    predictions = model_setup.segmentation_logits(model(minidl.tensor(images, device=args.device))).argmax(1).cpu().numpy()
+    predictions = model_setup.segmentation_logits(model(minidl.tensor(images, device=run.device))).argmax(1).cpu().numpy()
     pictures = [to_uint8_image(image, dataset.mean, dataset.std) for image in images]
     prediction_grid(pictures, list(masks), list(predictions), dataset.class_names, dataset.palette, path)
 
 
 # --------------------------------------------------------------------------- checkpoints
-def make_optimizer(model, args):
+def make_optimizer(model, args, run):
     """AdamW or SGD; with pretrained weights two parameter groups, the pretrained one at lr * --pretrained-lr-factor."""
     params = model.parameters()
-    if args.recipe != "from scratch":
+    if run.recipe != "from scratch":
         params = model_setup.parameter_groups(model, args.lr, args.lr * args.pretrained_lr_factor)
     if args.optimizer == "adam":
         return optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -337,27 +431,39 @@ def apply_freezing(model, args, epoch, frozen):
     return now
 
 
-def config_of(args, train_set):
+def pipeline_config(args, run, train_set):
     """What predict.py and --eval-only need to rebuild the model and its input pipeline."""
     return {"model": args.model, "num_classes": len(train_set.class_names), "size": args.size,
-            "data": str(args.data), "kind": args.kind, "recipe": args.recipe, "weights": args.weights,
-            "freeze_encoder": args.freeze_encoder, "unfreeze_after": args.unfreeze_after,
-            "class_weights": args.class_weights, "mean": list(map(float, train_set.mean)),
+            "data": str(args.data), "kind": run.kind, "mean": list(map(float, train_set.mean)),
             "std": list(map(float, train_set.std)), "class_names": list(train_set.class_names),
             "palette": np.asarray(train_set.palette).tolist()}
 
 
-# What must be the same for --resume to continue the interrupted run (and not silently start another).
-RESUME_KEYS = ("model", "data", "size", "recipe", "weights", "freeze_encoder", "unfreeze_after", "class_weights",
-               "mean", "std")
+def config_of(args, run, train_set):
+    """The checkpoint's config: the pipeline, and every setting that shapes the training, which --resume
+    must find unchanged."""
+    synthetic = run.kind == "synthetic"
+    return {**pipeline_config(args, run, train_set), "recipe": run.recipe, "weights": args.weights,
+            "freeze_encoder": args.freeze_encoder, "unfreeze_after": args.unfreeze_after,
+            "pretrained_lr_factor": args.pretrained_lr_factor, "class_weights": args.class_weights,
+            "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
+            "weight_decay": args.weight_decay, "crop": args.crop, "flip": not args.no_flip, "seed": args.seed,
+            "max_steps": args.max_steps, "train_images": args.train_images if synthetic else None,
+            "val_images": args.val_images if synthetic else None}
 
 
 def check_resume_matches(path, saved, current):
-    """Stop with a message naming the first setting where the checkpoint and this command differ."""
-    for key in RESUME_KEYS:
-        if saved.get(key) != current.get(key):
-            raise SystemExit(f"--resume {path}: the checkpoint was trained with {key} = {saved.get(key)!r}, this "
-                             f"command gives {current.get(key)!r}; resume with the interrupted run's own options")
+    """Stop, listing every setting where the checkpoint's run and this command differ: continuing under
+    other settings would silently make one run out of two (a schedule that climbs back up, ...)."""
+    current = json.loads(json.dumps(current))  # as the checkpoint's config, which went through JSON
+    missing = object()
+    differences = [f"  {key}: {'not recorded' if saved.get(key, missing) is missing else repr(saved[key])} in the "
+                   f"checkpoint, {value!r} in this command"
+                   for key, value in current.items() if saved.get(key, missing) != value]
+    if differences:
+        raise SystemExit(f"--resume {path}: this command's settings differ from the interrupted run's:\n"
+                         + "\n".join(differences) + "\nresume with the run's own options (--resume continues "
+                         "that run exactly; to train longer or otherwise, start a new run)")
 
 
 def save_checkpoint(path, model, optimizer, scheduler, epoch, history, config):
@@ -365,43 +471,57 @@ def save_checkpoint(path, model, optimizer, scheduler, epoch, history, config):
           "epoch": epoch, "history": json.dumps(history), "config": json.dumps(config)}, path)
 
 
+def read_resume_checkpoint(path):
+    """--resume PATH: a train_segnet.py checkpoint, with the optimizer, the schedule and the epoch."""
+    return model_setup.read_checkpoint(path, "--resume", "--resume needs a train_segnet.py checkpoint_last.npz "
+                                       f"(it also holds the optimizer, the schedule and the epoch); to start a "
+                                       f"new run from these weights, use --weights {path}")
+
+
+def set_class_weights(run, train_set, num_classes):
+    """--class-weights median: rare classes weigh more in the loss (SegNet's CamVid recipe)."""
+    run.class_weights = median_frequency_weights(train_set.masks, num_classes)
+    run.criterion = CrossEntropyLoss(weight=minidl.tensor(run.class_weights, device=run.device), ignore_index=VOID)
+    print("median frequency class weights: " + ", ".join(
+        f"{name} {w:.2f}" for name, w in zip(train_set.class_names, run.class_weights)), flush=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    run = Run(kind=describe_data(args.data)["kind"], device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     minidl.manual_seed(args.seed)
     if args.distributed:
-        start_distributed(args)
+        start_distributed(args, run)
     if args.eval_only:
-        return run_evaluation_only(args)
+        return run_evaluation_only(args, run)
 
     started = time.perf_counter()
     pretrained = model_setup.read_weights(args.weights) if args.weights else None
     args.model = model_setup.resolve_model_name(args.model, pretrained)
     train_set, val_set = datasets_for(args, normalisation=pretrained.normalisation() if pretrained else None)
+    check_batch_size(args, train_set)
     num_classes = len(train_set.class_names)
-    model, args.recipe = model_setup.build(args.model, num_classes, pretrained)
-    model.to(args.device)
+    model, run.recipe = model_setup.build(args.model, num_classes, pretrained)
+    model.to(run.device)
     if pretrained:
-        print(f"{args.recipe}: weights from {pretrained.describe()}", flush=True)
+        print(f"{run.recipe}: weights from {pretrained.describe()}", flush=True)
     elif isinstance(model, OldSchool):
         print(f"{args.model} without --weights: its encoder starts from random weights", flush=True)
-    args.class_weight_array = args.loss_weight = None
-    if args.class_weights == "median":  # rare classes weigh more in the loss (SegNet's CamVid recipe)
-        args.class_weight_array = median_frequency_weights(train_set.masks, num_classes)
-        args.loss_weight = minidl.tensor(args.class_weight_array, device=args.device)
-        print("median frequency class weights: " + ", ".join(
-            f"{name} {w:.2f}" for name, w in zip(train_set.class_names, args.class_weight_array)), flush=True)
+    if args.class_weights == "median":
+        set_class_weights(run, train_set, num_classes)
     trained = model  # what the training steps call
     if args.distributed:  # BatchNorm statistics over all ranks' images; gradients averaged in backward
         model = SyncBatchNorm.convert_sync_batchnorm(model)  # same parameter names: checkpoints unchanged
         trained = DistributedDataParallel(model)
-    optimizer = make_optimizer(model, args)
+    optimizer = make_optimizer(model, args, run)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     history, first_epoch, best, frozen = [], 0, -1.0, None
     earlier_seconds = 0.0  # wall time of the epochs a resumed run already has
+    config = config_of(args, run, train_set)
     if args.resume:
-        state = load(args.resume)
-        check_resume_matches(args.resume, json.loads(state["config"]), config_of(args, train_set))
+        state = read_resume_checkpoint(args.resume)
+        check_resume_matches(args.resume, state["config"], config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -415,17 +535,16 @@ def main(argv=None):
     print(f"{args.model}: {parameters:,} parameters | data: {describe_data(args.data)['name']} "
           f"({len(train_set)} train, {len(val_set)} val, {width}x{height}"
           f"{f', random {args.crop}x{args.crop} crops' if args.crop else ''}) | {args.optimizer} lr={args.lr} "
-          f"| {args.epochs} epochs of batch {args.batch_size} on {args.device}"
-          + (f" ({args.world} ranks of {args.batch_size // args.world} images)" if args.distributed else ""), flush=True)
+          f"| {args.epochs} epochs of batch {args.batch_size} on {run.device}"
+          + (f" ({run.world} ranks of {args.batch_size // run.world} images)" if args.distributed else ""), flush=True)
 
-    config = config_of(args, train_set)
     for epoch in range(first_epoch, args.epochs):
         was_frozen, frozen = frozen, apply_freezing(model, args, epoch, frozen)
         if args.distributed and frozen != was_frozen:  # DDP reduces the gradients of the parameters that train
             trained = DistributedDataParallel(model)
-        figures = train_one_epoch(trained, train_set, optimizer, args, epoch)
+        figures = train_one_epoch(trained, train_set, optimizer, args, run, epoch)
         scheduler.step()
-        val = evaluate(model, val_set, args, num_classes)
+        val = evaluate(model, val_set, args, run, num_classes)
         figures.update(epoch=epoch + 1, val_loss=val["loss"], val_pixel_accuracy=val["pixel_accuracy"],
                        val_class_accuracy=val["class_accuracy"], val_mean_iou=val["mean_iou"],
                        lr=optimizer.param_groups[0]["lr"],
@@ -437,23 +556,23 @@ def main(argv=None):
               f"acc {figures['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['pixel_accuracy']:.3f} "
               f"class avg {val['class_accuracy']:.3f} mIoU {val['mean_iou']:.3f} | {figures['images_per_second']:.1f} img/s, "
               f"{figures['train_seconds']:.0f}s", flush=True)
-        if args.rank == 0:  # one rank writes files
+        if run.rank == 0:  # one rank writes files
             save_checkpoint(args.out / "checkpoint_last.npz", model, optimizer, scheduler, epoch, history, config)
         if val["pixel_accuracy"] > best:
             best = val["pixel_accuracy"]
-            if args.rank == 0:
+            if run.rank == 0:
                 save_checkpoint(args.out / "checkpoint_best.npz", model, optimizer, scheduler, epoch, history, config)
         if args.stop_after and epoch + 1 - first_epoch >= args.stop_after:
             print(f"stopping after {args.stop_after} epoch(s); continue with --resume {args.out / 'checkpoint_last.npz'}")
             return val
 
-    final = evaluate(model, val_set, args, num_classes)
-    write_outputs(args, model, val_set, final, history, config, time.perf_counter() - started)
+    final = evaluate(model, val_set, args, run, num_classes)
+    write_outputs(args, run, model, val_set, final, history, config, time.perf_counter() - started)
     return final
 
 
-def write_outputs(args, model, dataset, results, history, config, seconds):
-    if args.rank != 0:  # one rank writes files
+def write_outputs(args, run, model, dataset, results, history, config, seconds):
+    if run.rank != 0:  # one rank writes files
         return
     summary = {"pixel_accuracy": results["pixel_accuracy"], "mean_iou": results["mean_iou"],
                "class_average_accuracy": results["class_accuracy"],
@@ -463,7 +582,7 @@ def write_outputs(args, model, dataset, results, history, config, seconds):
     (args.out / "metrics.json").write_text(json.dumps(summary, indent=2, default=_json_number))
     if history:
         plot_curves(history, args.out / "curves.png")
-    save_predictions(model, dataset, args, args.out / "predictions.png")
+    save_predictions(model, dataset, run, args.out / "predictions.png")
     print(f"final {summary['split']}: global (pixel) accuracy {results['pixel_accuracy']:.3f}, class average accuracy "
           f"{results['class_accuracy']:.3f}, mean IoU {results['mean_iou']:.3f} "
           f"| {seconds / 60:.1f} min | outputs in {args.out}/")
@@ -474,18 +593,26 @@ def _json_number(value):
     return None if math.isnan(value) else value
 
 
-def run_evaluation_only(args):
+def run_evaluation_only(args, run):
+    """--eval-only: metrics of --checkpoint on --split. A train_segnet.py checkpoint brings its model, size
+    and normalisation; a bare state_dict is taken as the --model network at --size, its inputs normalised
+    with the training split's statistics (as in a run from scratch)."""
     if not args.checkpoint:
         raise SystemExit("--eval-only needs --checkpoint FILE")
-    state = load(args.checkpoint)
-    config = json.loads(state["config"])
-    args.model, args.size = config["model"], config["size"]
-    _, dataset = datasets_for(args, eval_split=args.split, normalisation=(config["mean"], config["std"]))
-    model = build_model(args.model, config["num_classes"]).to(args.device)
-    model.load_state_dict(state["model"])
+    checkpoint = model_setup.read_weights(args.checkpoint, option="--checkpoint")
+    normalisation = None
+    if checkpoint.config is not None:
+        args.model, args.size = checkpoint.config["model"], checkpoint.config["size"]
+        normalisation = checkpoint.normalisation()
+    train_set, dataset = datasets_for(args, eval_split=args.split, normalisation=normalisation)
+    config = checkpoint.config or pipeline_config(args, run, train_set)
+    model = build_model(args.model, config["num_classes"])
+    model_setup.load_weights(model, checkpoint, f"{args.model} with {config['num_classes']} classes (name its "
+                             "network with --model)", option="--checkpoint")
+    model.to(run.device)
     started = time.perf_counter()
-    results = evaluate(model, dataset, args, config["num_classes"])
-    write_outputs(args, model, dataset, results, [], config, time.perf_counter() - started)
+    results = evaluate(model, dataset, args, run, config["num_classes"])
+    write_outputs(args, run, model, dataset, results, [], config, time.perf_counter() - started)
     return results
 
 

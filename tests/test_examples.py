@@ -45,9 +45,9 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
 def test_resume_with_other_settings_is_refused_and_named(tmp_path):
     train_segnet.main(TINY + ["--epochs", "2", "--out", str(tmp_path), "--stop-after", "1"])
     checkpoint = str(tmp_path / "checkpoint_last.npz")
-    with pytest.raises(SystemExit, match=r"trained with model = 'unet_small', this command gives 'segnet'"):
+    with pytest.raises(SystemExit, match=r"model: 'unet_small' in the checkpoint, 'segnet' in this command"):
         train_segnet.main(TINY + ["--epochs", "2", "--out", str(tmp_path), "--model", "segnet", "--resume", checkpoint])
-    with pytest.raises(SystemExit, match=r"trained with size = 32, this command gives 48"):
+    with pytest.raises(SystemExit, match=r"size: 32 in the checkpoint, 48 in this command"):
         train_segnet.main(TINY[2:] + ["--size", "48", "--epochs", "2", "--out", str(tmp_path), "--resume", checkpoint])
 
 
