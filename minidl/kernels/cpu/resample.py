@@ -47,14 +47,9 @@ def taps(axis_map, transposed):
     return result
 
 
-def _is_identity(axis_map):
-    matrix = axis_map.matrix
-    return matrix.shape[0] == matrix.shape[1] and np.array_equal(matrix, np.eye(matrix.shape[0]))
-
-
 def _apply_along(x, axis_map, transposed, axis):
     """``matrix @ x`` along ``axis`` (2: rows, 3: columns of (N, C, H, W)), by gathers or one matmul (wide band)."""
-    if _is_identity(axis_map):
+    if axis_map.is_identity:
         return x
     matrix_taps = taps(axis_map, transposed)
     if len(matrix_taps) > MAX_GATHER_TAPS:  # pooling to a few bins: the dense product costs about the same, in one call

@@ -57,6 +57,11 @@ class AxisMap:
     def __init__(self, matrix):
         self.matrix = matrix
 
+    @functools.cached_property
+    def is_identity(self):
+        """True for a map that copies the axis unchanged (the size and every value stay)."""
+        return self.matrix.shape[0] == self.matrix.shape[1] and np.array_equal(self.matrix, np.eye(self.matrix.shape[0]))
+
 
 def resample(x, rows, cols, transposed=False):
     """x (N, C, H, W) -> R_rows @ x @ R_cols^T (N, C, OH, OW), every plane at once.
