@@ -8,9 +8,9 @@ Python's zipfile trusts the central directory. Two zip bombs follow from that:
 - *compression*: a deflated member of 2.4 MB unpacks to 2.4 GB, and a zipfile reader inflates
   up to 2 GB per call whatever size the member declares.
 
-``open_zip`` checks every member before any is read: a compression method the format uses,
-no encryption (zipfile would raise RuntimeError) nor a feature zipfile can't read
-(NotImplementedError), no name twice; its bytes -- local header, then data -- lie before the
+``open_zip`` checks every member before any is read: a compression method the format uses
+(zipfile would raise NotImplementedError for others), no encryption (RuntimeError) nor another
+feature zipfile can't read, no name twice; its bytes -- local header, then data -- lie before the
 central directory and overlap no other member's; a stored member's declared size is its size on
 disk; and all members together unpack to at most ``MAX_EXPANSION`` times the file's size (at
 least ``MIN_BUDGET`` bytes). ``read_member`` then reads in bounded chunks into a buffer of the
@@ -73,9 +73,6 @@ def _check_member(info, methods, name):
         method = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
         allowed = " or ".join(_METHOD_NAMES[m] for m in methods)
         raise CheckpointError(f"{name}: member {member} is compressed ({method}); this format's members are {allowed}")
-    if info.extract_version > zipfile.MAX_EXTRACT_VERSION:
-        raise CheckpointError(f"{name}: member {member} needs zip version {info.extract_version / 10:.1f}, "
-                              f"newer than the {zipfile.MAX_EXTRACT_VERSION / 10:.1f} Python reads")
     if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
         raise CheckpointError(f"{name}: member {member} is stored (not compressed) but declares {info.file_size} "
                               f"bytes for its {info.compress_size} on disk")
