@@ -158,3 +158,27 @@ def test_softmax_dim_out_of_range():
         F.softmax(minidl.zeros(2, 3), 2)
     with pytest.raises(TypeError, match="dim must be an int"):
         F.log_softmax(minidl.zeros(2, 3), (0, 1))
+
+
+# --------------------------------------------------------------------------- one way to write an elementwise op
+def test_one_base_class_serves_every_pointwise_op():
+    """exp and relu (minidl.ops) and the activations with parameters (F) are all written as ``Pointwise``."""
+    from minidl.nn.functional.activation import Elu, Hardswish, LeakyRelu
+    from minidl.ops.elementwise import Exp, Pointwise, Relu, Sigmoid
+
+    assert all(issubclass(op, Pointwise) for op in (Exp, Relu, Sigmoid, LeakyRelu, Elu, Hardswish))
+
+
+def test_a_pointwise_op_with_a_parameter_that_keeps_its_output():
+    """softplus_beta(x) = log(1 + e^(beta x)) / beta; its derivative 1 - e^(-beta y) needs only y and beta."""
+    from minidl.ops.elementwise import Pointwise
+
+    class SoftplusBeta(Pointwise):
+        keeps = "y"
+        f = staticmethod(lambda xp, x, beta: xp.logaddexp(0, beta * x) / beta)
+        df = staticmethod(lambda xp, x, y, beta: 1 - xp.exp(-beta * y))
+
+    x = minidl.tensor(np.linspace(-2, 2, 7), requires_grad=True)
+    y = SoftplusBeta.apply(x, 1.5)
+    assert y.grad_fn.saved_tensors[0] is None  # x is not kept
+    assert minidl.gradcheck(lambda t: SoftplusBeta.apply(t, 1.5), [x])

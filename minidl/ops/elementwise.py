@@ -1,5 +1,10 @@
 """Elementwise ops: arithmetic, powers, exp/log, clamps, activations, casts.
 
+Ops of one tensor (exp, relu, sigmoid) are ``Pointwise`` subclasses: a
+function ``f`` and its derivative ``df``, from which ``Pointwise`` makes
+forward and backward. The activations with parameters in
+``minidl/nn/functional/activation.py`` use the same base.
+
 Every binary op broadcasts like NumPy; its backward sums the gradient back to
 each input's shape with ``unbroadcast``. Binary ops receive the result dtype
 from ``binary_operands`` (PyTorch's promotion rules) and cast in forward; the
@@ -199,67 +204,78 @@ class Where(Function):
         return None, grad_a, grad_b, None
 
 
-# --------------------------------------------------------------------------- unary ops
-class UnaryOp(Function):
-    """y = f(x) elementwise. A subclass gives ``f`` and its derivative ``df``.
+# --------------------------------------------------------------------------- pointwise ops
+class Pointwise(Function):
+    """y = f(x, *params) element by element; backward is dx = grad * df(x, y, *params).
+
+    The shorthand for an op of one tensor whose derivative is elementwise
+    (exp, relu, leaky_relu, a new activation): a subclass gives ``f`` and its
+    derivative ``df``, and forward and backward follow. Anything else -- two
+    tensor inputs, a reduction, a gradient that is not ``grad * f'(x)`` -- is
+    a ``Function`` with forward and backward written out.
+
+    ``params`` are forward arguments after x that are not Tensors (a slope,
+    an alpha): give them as scalars of x's dtype, so that no float64 creeps
+    in. They get no gradient.
 
     ``keeps`` says what backward needs: "x" (the input), "y" (the output, as
-    for exp, where dy/dx = y) or "xy". Keeping only what is needed keeps the
-    graph's memory down.
+    for exp, where dy/dx = y), "xy" or "" (neither). Keeping only what is
+    needed keeps the graph's memory down.
     """
 
     keeps = "x"
 
     @staticmethod
-    def f(xp, x):
+    def f(xp, x, *params):
         raise NotImplementedError
 
     @staticmethod
-    def df(xp, x, y):
+    def df(xp, x, y, *params):
         """dy/dx, from whichever of x and y ``keeps`` names (the other is None)."""
         raise NotImplementedError
 
     @staticmethod
-    def forward(ctx, x):
-        y = ctx.f(array_module(x), x)
+    def forward(ctx, x, *params):
+        y = ctx.f(array_module(x), x, *params)
         ctx.save_for_backward(x if "x" in ctx.keeps else None, y if "y" in ctx.keeps else None)
+        ctx.params = params
         return y
 
     @staticmethod
     def backward(ctx, grad):
         x, y = ctx.saved_tensors
-        return grad * ctx.df(array_module(grad), x, y)
+        return (grad * ctx.df(array_module(grad), x, y, *ctx.params),) + (None,) * len(ctx.params)
 
 
-class Neg(UnaryOp):
+class Neg(Pointwise):
     keeps = ""
     f = staticmethod(lambda xp, x: -x)
     df = staticmethod(lambda xp, x, y: -1)
 
 
-class Exp(UnaryOp):
+class Exp(Pointwise):
     keeps = "y"
     f = staticmethod(lambda xp, x: xp.exp(x))
     df = staticmethod(lambda xp, x, y: y)
 
 
-class Log(UnaryOp):
+class Log(Pointwise):
     f = staticmethod(lambda xp, x: xp.log(x))
     df = staticmethod(lambda xp, x, y: 1 / x)
 
 
-class Sqrt(UnaryOp):
+class Sqrt(Pointwise):
     keeps = "y"
     f = staticmethod(lambda xp, x: xp.sqrt(x))
     df = staticmethod(lambda xp, x, y: 0.5 / y)
 
 
-class Abs(UnaryOp):
+class Abs(Pointwise):
     f = staticmethod(lambda xp, x: xp.abs(x))
     df = staticmethod(lambda xp, x, y: xp.sign(x))
 
 
-class Sigmoid(UnaryOp):
+class Sigmoid(Pointwise):
     """sigma(x) = 1 / (1 + e^-x), computed without overflow for large |x|."""
 
     keeps = "y"
@@ -273,13 +289,13 @@ class Sigmoid(UnaryOp):
     df = staticmethod(lambda xp, x, y: y * (1 - y))
 
 
-class Tanh(UnaryOp):
+class Tanh(Pointwise):
     keeps = "y"
     f = staticmethod(lambda xp, x: xp.tanh(x))
     df = staticmethod(lambda xp, x, y: 1 - y * y)
 
 
-class Relu(UnaryOp):
+class Relu(Pointwise):
     """relu(x) = max(x, 0); its derivative is 1 where x > 0, else 0.
 
     Keeps the output, not the input: y > 0 exactly where x > 0.

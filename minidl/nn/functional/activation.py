@@ -2,10 +2,11 @@
 
 (relu, sigmoid and tanh live in ``minidl/ops/elementwise.py``; ``F`` re-exports them.)
 
-The pointwise ones share one pattern: a subclass of ``Pointwise`` gives the
-function ``f`` and its derivative ``df``, both of x and the activation's
-parameters (a slope, an alpha). Derivatives at the kinks follow PyTorch, so
-gradients match it exactly.
+The pointwise ones are subclasses of ``Pointwise`` (minidl/ops/elementwise.py,
+the base of exp and relu too): each gives the function ``f`` and its
+derivative ``df(xp, x, y, *params)`` with the activation's parameters (a
+slope, an alpha); they keep x, so y is None. Derivatives at the kinks follow
+PyTorch, so gradients match it exactly.
 
 softmax and log_softmax subtract the maximum along ``dim`` before
 exponentiating: exp(x - max) lies in (0, 1], so logits of 1e4 do not
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from ...autograd.function import Function
 from ...backend import array_module
+from ...ops.elementwise import Pointwise
 from ...ops.reduction import normalize_dims
 from ... import dtypes
 
@@ -22,32 +24,6 @@ __all__ = ["leaky_relu", "relu6", "hardsigmoid", "hardswish", "elu", "softmax", 
 
 
 # --------------------------------------------------------------------------- pointwise
-class Pointwise(Function):
-    """y = f(x, *params) elementwise; dx = dy * df(x, *params).
-
-    ``params`` are scalars of x's dtype (so that no float64 creeps in).
-    """
-
-    @staticmethod
-    def f(xp, x, *params):
-        raise NotImplementedError
-
-    @staticmethod
-    def df(xp, x, *params):
-        raise NotImplementedError
-
-    @staticmethod
-    def forward(ctx, x, *params):
-        ctx.save_for_backward(x)
-        ctx.params = params
-        return ctx.f(array_module(x), x, *params)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return (grad * ctx.df(array_module(grad), x, *ctx.params),) + (None,) * len(ctx.params)
-
-
 def _where(xp, condition, a, b, like):
     """xp.where that keeps ``like``'s dtype when a or b is a Python number."""
     return xp.where(condition, a, b).astype(like.dtype, copy=False)
@@ -57,21 +33,21 @@ class LeakyRelu(Pointwise):
     """x for x > 0, slope * x otherwise."""
 
     f = staticmethod(lambda xp, x, slope: _where(xp, x > 0, x, x * slope, x))
-    df = staticmethod(lambda xp, x, slope: _where(xp, x > 0, x.dtype.type(1), slope, x))
+    df = staticmethod(lambda xp, x, y, slope: _where(xp, x > 0, x.dtype.type(1), slope, x))
 
 
 class Relu6(Pointwise):
     """min(max(x, 0), 6); the gradient is 1 strictly inside (0, 6) (PyTorch's hardtanh rule)."""
 
     f = staticmethod(lambda xp, x: xp.clip(x, 0, 6).astype(x.dtype, copy=False))
-    df = staticmethod(lambda xp, x: ((x > 0) & (x < 6)).astype(x.dtype))
+    df = staticmethod(lambda xp, x, y: ((x > 0) & (x < 6)).astype(x.dtype))
 
 
 class Hardsigmoid(Pointwise):
     """relu6(x + 3) / 6: a piecewise-linear sigmoid; slope 1/6 strictly inside (-3, 3)."""
 
     f = staticmethod(lambda xp, x: (xp.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False))
-    df = staticmethod(lambda xp, x: ((x > -3) & (x < 3)).astype(x.dtype) / x.dtype.type(6))
+    df = staticmethod(lambda xp, x, y: ((x > -3) & (x < 3)).astype(x.dtype) / x.dtype.type(6))
 
 
 class Hardswish(Pointwise):
@@ -83,7 +59,7 @@ class Hardswish(Pointwise):
     f = staticmethod(lambda xp, x: (x * xp.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False))
 
     @staticmethod
-    def df(xp, x):
+    def df(xp, x, y):
         middle = (2 * x + 3) / 6
         return _where(xp, x <= -3, x.dtype.type(0), _where(xp, x < 3, middle, x.dtype.type(1), x), x)
 
@@ -93,7 +69,7 @@ class Elu(Pointwise):
 
     # min(x, 0) keeps exp from overflowing on the positive side, which where() discards anyway
     f = staticmethod(lambda xp, x, alpha: _where(xp, x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)), x))
-    df = staticmethod(lambda xp, x, alpha: _where(xp, x > 0, x.dtype.type(1), alpha * xp.exp(xp.minimum(x, 0)), x))
+    df = staticmethod(lambda xp, x, y, alpha: _where(xp, x > 0, x.dtype.type(1), alpha * xp.exp(xp.minimum(x, 0)), x))
 
 
 def _pointwise(op, x, *params):
