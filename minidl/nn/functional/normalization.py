@@ -27,6 +27,7 @@ CPU kernel (the same formulas, a cache-sized block at a time, on several threads
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from ...autograd.function import Function
@@ -87,40 +88,48 @@ class BatchNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, mean, var, eps):
-        xp, x3 = array_module(x), as_ncm(x)
-        count = x3.shape[0] * x3.shape[2]  # values per channel
+        xp, channels = array_module(x), _channels_of(x)  # channels(v): (C,) -> (1, C, 1, ...), against x
+        count = _values_per_channel(x)
         batch_stats = mean is None
         if batch_stats:
-            mean = channel_sum(x3) / count
-            centred = x3 - per_channel(mean)
-            var = channel_dot(centred, centred) / count  # biased: sum((x - mean)^2) / n
+            mean = channel_sum(as_ncm(x)) / count
+            centred = x - channels(mean)
+            var = channel_dot(as_ncm(centred), as_ncm(centred)) / count  # biased: sum((x - mean)^2) / n
         else:
             mean, var = mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False)
         invstd = 1 / xp.sqrt(var + eps)
         gamma = gamma_or_ones(weight, invstd)
-        x_hat = (x3 - per_channel(mean)) * per_channel(invstd)
-        y = per_channel(gamma) * x_hat
+        x_hat = (x - channels(mean)) * channels(invstd)
+        y = channels(gamma) * x_hat
         if bias is not None:
-            y += per_channel(bias.astype(x.dtype, copy=False))
+            y += channels(bias.astype(x.dtype, copy=False))
         ctx.save_for_backward(x, mean, invstd, gamma)
         ctx.batch_stats = batch_stats
-        return y.reshape(x.shape), mean, var
+        return y, mean, var
 
     @staticmethod
     def backward(ctx, grad):
         x, mean, invstd, gamma = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
-        x3, dy = as_ncm(x), as_ncm(grad)
-        count = x3.shape[0] * x3.shape[2]
-        x_hat = (x3 - per_channel(mean)) * per_channel(invstd)
-        sum_dy, sum_dy_xhat = channel_sum(dy), channel_dot(dy, x_hat)
+        channels, count = _channels_of(x), _values_per_channel(x)
+        x_hat = (x - channels(mean)) * channels(invstd)
+        sum_dy, sum_dy_xhat = channel_sum(as_ncm(grad)), channel_dot(as_ncm(grad), as_ncm(x_hat))
         grad_x = None
         if need_x and ctx.batch_stats:  # the statistics depend on x: two more terms
-            grad_x = per_channel(gamma * invstd) * (dy - per_channel(sum_dy / count) - x_hat * per_channel(sum_dy_xhat / count))
+            grad_x = channels(gamma * invstd) * (grad - channels(sum_dy / count) - x_hat * channels(sum_dy_xhat / count))
         elif need_x:  # running statistics: y is affine in x
-            grad_x = per_channel(gamma * invstd) * dy
-        grad_x = None if grad_x is None else grad_x.reshape(x.shape)
+            grad_x = channels(gamma * invstd) * grad
         return grad_x, sum_dy_xhat if need_weight else None, sum_dy if need_bias else None, None, None, None
+
+
+def _channels_of(x):
+    """A function that reshapes a per-channel (C,) vector to broadcast against x (N, C, *)."""
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    return lambda values: values.reshape(shape)
+
+
+def _values_per_channel(x):
+    return x.shape[0] * math.prod(x.shape[2:])
 
 
 # --------------------------------------------------------------------------- public function
