@@ -7,6 +7,7 @@ from hypothesis import given
 
 import minidl
 from minidl.testing import tensor_pairs, tensors
+from tests.broken_op import op_whose_backward_returns
 
 
 def test_diamond_sums_both_paths():
@@ -192,21 +193,6 @@ def test_float32_gradients_stay_float32_when_mixed_with_float64():
 
 
 # --------------------------------------------------------------------------- gradients checked where they are made
-def op_whose_backward_returns(make_grad):
-    """A Function y = 2x whose backward returns ``make_grad(grad)`` (its node is named ``BrokenBackward``)."""
-
-    class Broken(minidl.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x * 2
-
-        @staticmethod
-        def backward(ctx, grad):
-            return make_grad(grad)
-
-    return Broken
-
-
 def as_leaf(x):
     return x
 
@@ -225,7 +211,7 @@ def after_matmul(x):
 ])
 def test_a_wrong_shaped_gradient_names_the_function_that_returned_it(feed, wrong, got):
     x = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
-    y = op_whose_backward_returns(wrong).apply(feed(x))
+    y = op_whose_backward_returns(wrong)(feed(x))
     message = rf"Function BrokenBackward returned an invalid gradient at index 0 - got {re.escape(got)} but expected shape compatible with \[3, 4\]"
     with pytest.raises(RuntimeError, match=message):
         y.sum().backward()
@@ -236,7 +222,7 @@ def test_a_wrong_shaped_gradient_names_the_function_that_returned_it(feed, wrong
 def test_a_gradient_the_input_broadcasts_to_is_summed_down_to_it(feed):
     """PyTorch's rule: a (2, 3, 4) gradient for a (3, 4) input is accepted and summed over the new axis."""
     x = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
-    y = op_whose_backward_returns(lambda g: np.broadcast_to(g, (2, 3, 4))).apply(feed(x))
+    y = op_whose_backward_returns(lambda g: np.broadcast_to(g, (2, 3, 4)))(feed(x))
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.full((3, 4), 2.0))
 
@@ -245,14 +231,14 @@ def test_a_gradient_the_input_broadcasts_to_is_summed_down_to_it(feed):
                          ids=["float32", "int64", "bool"])
 def test_a_real_gradient_of_another_dtype_is_cast_to_the_input_dtype(wrong):
     x = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
-    op_whose_backward_returns(wrong).apply(x * 1).sum().backward()
+    op_whose_backward_returns(wrong)(x * 1).sum().backward()
     assert x.grad.dtype == minidl.float64
     np.testing.assert_array_equal(x.grad.numpy(), np.ones((3, 4)))
 
 
 def test_a_complex_gradient_for_a_real_input_is_refused():
     x = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
-    y = op_whose_backward_returns(lambda g: g.astype(np.complex128)).apply(x)
+    y = op_whose_backward_returns(lambda g: g.astype(np.complex128))(x)
     with pytest.raises(RuntimeError, match=r"BrokenBackward returned an invalid gradient at index 0 - expected dtype float64 but got complex128"):
         y.sum().backward()
 
@@ -264,7 +250,7 @@ def test_a_complex_gradient_for_a_real_input_is_refused():
 ])
 def test_a_gradient_that_is_not_an_array_is_refused(wrong, named):
     x = minidl.randn(3, 4, dtype=minidl.float64, requires_grad=True)
-    y = op_whose_backward_returns(wrong).apply(x)
+    y = op_whose_backward_returns(wrong)(x)
     with pytest.raises(RuntimeError, match=rf"BrokenBackward returned an invalid gradient at index 0 - expected an array or None, got {named}"):
         y.sum().backward()
 
@@ -288,12 +274,12 @@ def test_the_index_is_the_forward_argument_whose_gradient_is_wrong():
 def test_a_0d_result_that_numpy_returns_as_a_scalar_is_a_gradient():
     """grad * x of two 0-d arrays is a NumPy scalar, not an array: the engine accepts it."""
     x = minidl.tensor(3.0, dtype=minidl.float64, requires_grad=True)
-    op_whose_backward_returns(lambda g: g * np.asarray(2.0)).apply(x).backward()
+    op_whose_backward_returns(lambda g: g * np.asarray(2.0))(x).backward()
     assert x.grad.item() == 2.0 and x.grad.shape == ()
 
 
 def test_a_wrong_number_of_gradients_is_named():
     x = minidl.randn(3, dtype=minidl.float64, requires_grad=True)
-    y = op_whose_backward_returns(lambda g: (g, g)).apply(x)
+    y = op_whose_backward_returns(lambda g: (g, g))(x)
     with pytest.raises(RuntimeError, match=r"Function BrokenBackward returned an incorrect number of gradients \(expected 1, one per forward argument, got 2\)"):
         y.sum().backward()

@@ -6,23 +6,9 @@ import numpy as np
 import pytest
 
 import minidl
+from tests.broken_op import op_whose_backward_returns
 
 gradcheck_module = importlib.import_module("minidl.gradcheck")  # `minidl.gradcheck` is the function
-
-
-def times_three_with_backward(backward):
-    """y = 3 x, whose backward is ``backward(grad)``: the right one is ``grad * 3``."""
-
-    class TimesThree(minidl.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x * 3
-
-        @staticmethod
-        def backward(ctx, grad):
-            return backward(grad)
-
-    return TimesThree.apply
 
 
 def leaf(*shape):
@@ -30,25 +16,25 @@ def leaf(*shape):
 
 
 def test_a_right_backward_passes():
-    assert minidl.gradcheck(times_three_with_backward(lambda g: g * 3), [leaf(3, 4)])
+    assert minidl.gradcheck(op_whose_backward_returns(lambda g: g * 2), [leaf(3, 4)])
 
 
 def test_a_wrong_shaped_gradient_is_a_verdict_that_names_the_function():
-    """Today's IndexError from inside gradcheck's own report becomes the engine's message."""
-    fn = times_three_with_backward(lambda g: (g * 3).sum(axis=0))
-    with pytest.raises(minidl.GradcheckError, match=r"does not fit its input\. Function TimesThreeBackward returned an "
+    """(This was an IndexError from inside gradcheck's own report.) The verdict carries the engine's message."""
+    fn = op_whose_backward_returns(lambda g: (g * 2).sum(axis=0))
+    with pytest.raises(minidl.GradcheckError, match=r"does not fit its input\. Function BrokenBackward returned an "
                        r"invalid gradient at index 0 - got \[4\] but expected shape compatible with \[3, 4\]"):
         minidl.gradcheck(fn, [leaf(3, 4)])
 
 
 def test_a_gradient_that_is_not_an_array_is_a_verdict():
-    fn = times_three_with_backward(lambda g: 3.0)
+    fn = op_whose_backward_returns(lambda g: 2.0)
     with pytest.raises(minidl.GradcheckError, match=r"index 0 - expected an array or None, got float"):
         minidl.gradcheck(fn, [leaf(3, 4)])
 
 
 def test_a_missing_gradient_says_none_not_zero():
-    fn = times_three_with_backward(lambda g: None)
+    fn = op_whose_backward_returns(lambda g: None)
     with pytest.raises(minidl.GradcheckError, match=r"input 0 of shape \(3, 4\): it received no gradient \(a backward "
                        r"returned None for it.*numerical gradient is not zero"):
         minidl.gradcheck(fn, [leaf(3, 4)])
@@ -59,25 +45,25 @@ def test_an_input_the_output_does_not_depend_on_needs_no_gradient():
 
 
 def test_a_mismatch_names_the_projection_the_jacobian_entry_and_the_tolerance():
-    fn = times_three_with_backward(lambda g: g * 2)
+    fn = op_whose_backward_returns(lambda g: g * 3)
     with pytest.raises(minidl.GradcheckError) as failure:
         minidl.gradcheck(fn, [leaf(2, 2)], atol=1e-5, rtol=1e-3)
     message = str(failure.value)
     assert "gradcheck failed for input 0 of shape (2, 2) at index (0, 0): analytic " in message
     assert "4 of 4 elements differ; atol=1e-05, rtol=0.001" in message
     assert "d sum(v * output) / d inputs[0][0, 0], where v is a fixed random array shaped like the output (seed=0)" in message
-    assert "d output[0, 0] / d inputs[0][0, 0]: analytic 2, numerical 3." in message
+    assert "d output[0, 0] / d inputs[0][0, 0]: analytic 3, numerical 2." in message
     assert "> atol + rtol * |numerical|" in message
 
 
 def test_the_projected_values_are_v_times_the_jacobian_entry():
     """For an elementwise op, d sum(v * y) / dx[j] = v[j] * dy[j]/dx[j]: the message's two lines agree."""
-    fn = times_three_with_backward(lambda g: g * 2)
+    fn = op_whose_backward_returns(lambda g: g * 3)
     v = np.random.default_rng(5).standard_normal(3)
     with pytest.raises(minidl.GradcheckError) as failure:
         minidl.gradcheck(fn, [leaf(3)], seed=5)
     analytic, numerical = re.search(r"analytic (\S+), numerical (\S+) ", str(failure.value)).groups()
-    assert float(analytic) == pytest.approx(2 * v[0]) and float(numerical) == pytest.approx(3 * v[0], rel=1e-6)
+    assert float(analytic) == pytest.approx(3 * v[0]) and float(numerical) == pytest.approx(2 * v[0], rel=1e-6)
 
 
 def test_the_second_input_is_named():
@@ -98,7 +84,7 @@ def test_the_second_input_is_named():
 
 def test_a_large_output_is_reported_without_jacobian_entries(monkeypatch):
     monkeypatch.setattr(gradcheck_module, "JACOBIAN_LIMIT", 3)
-    fn = times_three_with_backward(lambda g: g * 2)
+    fn = op_whose_backward_returns(lambda g: g * 3)
     with pytest.raises(minidl.GradcheckError) as failure:
         minidl.gradcheck(fn, [leaf(4)])
     assert "where v is a fixed random array" in str(failure.value)
@@ -106,6 +92,6 @@ def test_a_large_output_is_reported_without_jacobian_entries(monkeypatch):
 
 
 def test_a_0d_input_and_output():
-    fn = times_three_with_backward(lambda g: g * 2)
-    with pytest.raises(minidl.GradcheckError, match=r"d output / d inputs\[0\]: analytic 2, numerical 3\."):
+    fn = op_whose_backward_returns(lambda g: g * 3)
+    with pytest.raises(minidl.GradcheckError, match=r"d output / d inputs\[0\]: analytic 3, numerical 2\."):
         minidl.gradcheck(fn, [minidl.tensor(0.5, dtype=minidl.float64, requires_grad=True)])
