@@ -90,17 +90,16 @@ def read_exactly(stream, size, what):
 def fill(read, size, what):
     """A bytearray of exactly ``size`` bytes from ``read(n)`` calls of at most 1 MiB each.
 
-    Reading in bounded chunks is what keeps a decompressing reader from inflating more than
-    it is asked for; the buffer is the declared size, never more.
+    Reading in bounded chunks keeps a decompressing reader from inflating more than it is
+    asked for, and the buffer grows with what actually arrives: a size that lies costs
+    nothing before the data runs out.
     """
-    buffer = bytearray(size)
-    view, filled = memoryview(buffer), 0
-    while filled < size:
-        chunk = read(min(size - filled, _READ_CHUNK))
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk = read(min(size - len(buffer), _READ_CHUNK))
         if not chunk:
-            raise Refusal(f"truncated: {what} holds {filled} bytes, not the {size} declared")
-        view[filled:filled + len(chunk)] = chunk
-        filled += len(chunk)
+            raise Refusal(f"truncated: {what} holds {len(buffer)} bytes, not the {size} declared")
+        buffer += chunk
     return buffer
 
 
