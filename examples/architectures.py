@@ -49,7 +49,7 @@ from minidl.summary import human_bytes  # noqa: E402
 from minidl.visualize import SERIES_COLOURS  # noqa: E402
 from data_setup import datasets_for  # noqa: E402  (examples/data_setup.py)
 from minidl.metrics import SegmentationMetrics  # noqa: E402
-from train_segnet import augment, batches  # noqa: E402  (examples/train_segnet.py)
+from minidl.data import VOID, DataLoader, transforms as T  # noqa: E402
 
 NUM_CLASSES = 23
 
@@ -147,12 +147,13 @@ def train_for(model, train_set, val_set, args):
     while spent < args.budget:
         rng = np.random.default_rng([args.seed, epoch])
         model.train()
-        for images, masks in batches(train_set, args.batch_size, rng):
+        flip = T.RandomHorizontalFlip(seed=rng)
+        for images, masks in DataLoader(train_set, args.batch_size, shuffle=True, drop_last=True, seed=rng, prefetch=0):
             started = clock()
             for group in optimizer.param_groups:  # cosine decay over the time budget
                 group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(spent / args.budget, 1.0)))
-            images, masks = augment(images, masks, rng, flip=True)
-            loss = F.cross_entropy(model(minidl.tensor(images)), minidl.tensor(masks), ignore_index=-1)
+            images, masks = flip(images.numpy(), masks.numpy())
+            loss = F.cross_entropy(model(minidl.tensor(images)), minidl.tensor(masks), ignore_index=VOID)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -169,8 +170,8 @@ def evaluate(model, dataset, batch_size):
     """{"pixel_accuracy", "mean_iou", ...} over a whole split, the model in eval mode."""
     model.eval()
     metrics = SegmentationMetrics(NUM_CLASSES)
-    for images, masks in batches(dataset, batch_size):
-        metrics.update(model(minidl.tensor(images)).argmax(1).numpy(), masks)
+    for images, masks in DataLoader(dataset, batch_size, prefetch=0):
+        metrics.update(model(images).argmax(1).numpy(), masks.numpy())
     return metrics.as_dict()
 
 
