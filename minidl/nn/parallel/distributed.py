@@ -31,24 +31,12 @@ Why buckets
 A collective costs a fixed latency plus its bytes over the bandwidth. One
 all-reduce per parameter pays the latency once per tensor, and most tensors of a
 conv net are tiny (biases, BatchNorm weights). Flattening the gradients into a
-few buffers of a few MB pays it a few times. Measured with
-``benchmarks/distributed.py`` (SegNetSmall: 66 gradient tensors, 9.0 MB of
-float32; 2 ranks on one 2-core machine, shared memory; 20 repetitions on a
-machine shared with other jobs):
-
-    layout                                   all-reduces   fastest   median
-    one per parameter (bucket_cap_mb=0)           66        71 ms    791 ms
-    buckets of 4 MB (the default)                  4        38 ms    103 ms
-    one buffer                                     1        37 ms     60 ms
-
-The 9 MB cost about 37 ms however they are cut; every extra all-reduce adds a
-latency: 38 us at best, but about 2 ms typically on a busy machine, where each
-collective waits until both ranks are scheduled (the median column). Between
-machines the latency is tens of microseconds (Ethernet), so 62 extra
-all-reduces cost milliseconds every step. Buckets of a few MB rather than one
-buffer let the first buckets travel while backward still computes the rest
-(``overlap``); on this CPU-only machine that gains nothing measurable (both
-ranks' cores are busy computing), see the benchmark.
+few buffers of a few MB pays it a few times. Between machines the latency is
+tens of microseconds (Ethernet), so dozens of extra all-reduces cost
+milliseconds every step. Buckets of a few MB rather than one buffer let the
+first buckets travel while backward still computes the rest (``overlap``).
+``benchmarks/distributed.py`` measures the three layouts (one per parameter,
+4 MB buckets, one buffer); docs/performance.md has the figures.
 """
 from __future__ import annotations
 
