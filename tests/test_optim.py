@@ -257,6 +257,20 @@ def test_validation_errors():
     assert optimizer.param_groups[1]["lr"] == 0.5 and optimizer.param_groups[1]["momentum"] == 0
 
 
+@pytest.mark.parametrize("make,name", [
+    (lambda p, v: optim.SGD(p, lr=v), "lr"), (lambda p, v: optim.SGD(p, lr=0.1, momentum=v), "momentum"),
+    (lambda p, v: optim.SGD(p, lr=0.1, dampening=v), "dampening"),
+    (lambda p, v: optim.SGD(p, lr=0.1, weight_decay=v), "weight_decay"),
+    (lambda p, v: optim.Adam(p, lr=v), "lr"), (lambda p, v: optim.Adam(p, eps=v), "eps"),
+    (lambda p, v: optim.AdamW(p, lr=v), "lr"), (lambda p, v: optim.AdamW(p, weight_decay=v), "weight_decay"),
+    (lambda p, v: optim.SGD([{"params": p, "lr": v}], lr=0.1), "lr"),  # a group's own setting
+])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_hyper_parameters_are_refused(make, name, value):
+    with pytest.raises(ValueError, match=rf"Invalid {name} value: {value} \({name} must be a finite number\)"):
+        make([nn.Parameter(minidl.ones(2))], value)
+
+
 # ----------------------------------------------------------------------------- schedulers
 SCHEDULERS = [
     ("StepLR", dict(step_size=7, gamma=0.5)),

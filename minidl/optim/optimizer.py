@@ -17,6 +17,9 @@ same; the arithmetic uses Python-float hyper-parameters, so float32 weights stay
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from .. import backend, dtypes
@@ -64,6 +67,9 @@ class Optimizer:
         group = dict(param_group, params=params)
         for name, default in self.defaults.items():
             group.setdefault(name, default)
+        for name, value in group.items():
+            if name != "params":
+                _check_finite(name, value)
         existing = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in existing for p in params):
             raise ValueError("some parameters appear in more than one parameter group")
@@ -126,6 +132,18 @@ class Optimizer:
             param = param_of[int(index)]
             self.state[param] = {name: _restore(name, value, param) for name, value in values.items()}
         self.param_groups = [dict(saved, params=group["params"]) for saved, group in zip(saved_groups, self.param_groups)]
+
+
+def _check_finite(name, value):
+    """A numeric hyper-parameter (or each number of a tuple such as ``betas``) must be finite.
+
+    A NaN or infinite ``lr``, ``momentum``, ``eps``... passes a check like ``lr < 0`` and then
+    silently turns every weight into NaN at the first step.
+    """
+    numbers_in_it = value if isinstance(value, (tuple, list)) else (value,)
+    for number in numbers_in_it:
+        if isinstance(number, numbers.Real) and not isinstance(number, bool) and not math.isfinite(number):
+            raise ValueError(f"Invalid {name} value: {value} ({name} must be a finite number)")
 
 
 def _ordered(params):
