@@ -140,10 +140,10 @@ def temporary_pattern(target):
     return re.compile(rf"\.{re.escape(os.path.basename(target))}\.[a-z0-9_]{{8}}\.tmp")
 
 
-def remove_stale_temporaries(target, now=None):
+def remove_stale_temporaries(target):
     """Remove leftovers of killed saves of ``target``: see the module docstring for which files count."""
     directory = os.path.dirname(target)
-    pattern, now = temporary_pattern(target), time.time() if now is None else now
+    pattern, now = temporary_pattern(target), time.time()
     with os.scandir(directory) as entries:
         candidates = [entry.path for entry in entries if pattern.fullmatch(entry.name)
                       and entry.is_file(follow_symlinks=False)
