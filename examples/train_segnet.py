@@ -121,6 +121,10 @@ def parse_args(argv=None):
     parser.add_argument("--class-weights", choices=["none", "median"], default="none",
                         help="median: weight the loss by median frequency balancing of the training split's "
                              "classes (as SegNet on CamVid), so rare classes count more")
+    parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="ask malloc to keep the memory a training step frees for the next step "
+                             "(minidl.keep_freed_memory(): no page faults on every step's fresh arrays; "
+                             "it applies to this whole process)")
     parser.add_argument("--epochs", type=positive_int, help="passes over the training split")
     parser.add_argument("--batch-size", type=positive_int,
                         help="images per step, at most the training split's size (the ragged last batch of an "
@@ -488,6 +492,8 @@ def set_class_weights(run, train_set, num_classes):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.keep_freed_memory:
+        minidl.keep_freed_memory()
     run = Run(kind=describe_data(args.data)["kind"], device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     minidl.manual_seed(args.seed)

@@ -206,3 +206,28 @@ def test_a_leaf_input_gets_its_gradient_without_a_copy(training, monkeypatch):
     x = minidl.randn(2, 3, 4, 5, requires_grad=True)
     F.batch_norm(x, minidl.zeros(3), minidl.ones(3), training=training).sum().backward()
     assert arrived == [True], "the input gradient reached the leaf as a view: the engine copied it"
+
+
+@pytest.mark.parametrize("eps", [-1e-5, float("nan"), float("inf"), "1e-5", True])
+def test_an_eps_that_is_not_a_finite_number_at_least_zero_is_refused(eps):
+    with pytest.raises(ValueError, match=r"batch_norm: eps must be a finite number >= 0, got"):
+        F.batch_norm(minidl.randn(2, 3, 4, 4), None, None, training=True, eps=eps)
+    with pytest.raises(ValueError, match=r"BatchNorm2d: eps must be a finite number >= 0"):
+        minidl.nn.BatchNorm2d(3, eps=eps)
+
+
+def test_eps_zero_on_a_constant_channel_is_an_error_not_silent_nan():
+    x = minidl.randn(2, 3, 4, 4)
+    x._array[:, 1] = 5.0  # channel 1 constant: var 0
+    with pytest.raises(ValueError, match=r"channel\(s\) \[1\] are constant in this batch and eps=0"):
+        F.batch_norm(x, None, None, training=True, eps=0)
+    assert np.isfinite(F.batch_norm(x, None, None, training=True, eps=1e-5).numpy()).all()
+
+
+def test_the_layer_passes_its_settings_to_batch_norm_by_name(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(F, "batch_norm", lambda input, **kwargs: seen.update(kwargs) or input)
+    layer = minidl.nn.BatchNorm2d(3, eps=1e-3, momentum=0.2)
+    layer(minidl.randn(2, 3, 4, 4))
+    assert seen["eps"] == 1e-3 and seen["momentum"] == 0.2 and seen["training"] is True
+    assert set(seen) == {"running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"}

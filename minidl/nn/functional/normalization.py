@@ -153,9 +153,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     a single value per channel in training (its variance is undefined).
     """
     _check_batch_norm_args(x, running_mean, running_var, weight, bias, training, momentum)
+    check_eps(eps, "batch_norm")
     use_batch_stats = training or running_mean is None
     stats = (None, None) if use_batch_stats else (running_mean._array, running_var._array)
     y, batch_mean, batch_var = BatchNorm.apply(x, weight, bias, *stats, float(eps))
+    if use_batch_stats:
+        _check_no_constant_channel(batch_var._array, eps)
     if training and running_mean is not None:
         count = x.numel() // x.shape[1]
         update_running_stats(running_mean, running_var, batch_mean._array, batch_var._array, count, momentum)
@@ -169,6 +172,21 @@ def update_running_stats(running_mean, running_var, batch_mean, batch_var, count
         target = running._array
         target *= 1 - momentum
         target += (momentum * batch).astype(target.dtype, copy=False)
+
+
+def check_eps(eps, op):
+    """eps must be a finite number >= 0 (0 is allowed, as in PyTorch; see ``_check_no_constant_channel``)."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 <= eps < math.inf:
+        raise ValueError(f"{op}: eps must be a finite number >= 0, got {eps!r}")
+
+
+def _check_no_constant_channel(batch_var, eps):
+    """With eps = 0, a channel that is constant in the batch (var 0) would give 0/0 = nan everywhere in it."""
+    if eps == 0:
+        constant = array_module(batch_var).flatnonzero(batch_var == 0)
+        if constant.size:
+            raise ValueError(f"batch_norm: channel(s) {constant.tolist()[:10]} are constant in this batch and eps=0, "
+                             f"so 1/sqrt(var + eps) is infinite and the output nan; use eps > 0 (the default is 1e-5)")
 
 
 def _check_batch_norm_args(x, running_mean, running_var, weight, bias, training, momentum):

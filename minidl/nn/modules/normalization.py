@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ... import creation, dtypes
 from .. import functional as F, init
+from ..functional.normalization import check_eps
 from ..module import Module
 from ..parameter import Parameter
 from ._utils import check_input
@@ -32,6 +33,7 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  device=None, dtype=None, *, bias=True):
         super().__init__()
+        check_eps(eps, type(self).__name__)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         # affine: learn a per-channel scale (weight) and, unless bias=False, a shift (bias).
@@ -79,9 +81,9 @@ class _BatchNorm(Module):
         pass_running = not self.training or self.track_running_stats
         return F.batch_norm(
             input,
-            self.running_mean if pass_running else None,
-            self.running_var if pass_running else None,
-            self.weight, self.bias, use_batch_stats, factor, self.eps,
+            running_mean=self.running_mean if pass_running else None,
+            running_var=self.running_var if pass_running else None,
+            weight=self.weight, bias=self.bias, training=use_batch_stats, momentum=factor, eps=self.eps,
         )
 
     def extra_repr(self):
