@@ -4,7 +4,8 @@
     python3 tasks.py test     # makes .venv, installs minidl with its test tools, runs the whole test suite
 
 Anything after the command is passed on (``python3 tasks.py train --epochs 2``,
-``python3 tasks.py test -k conv``). Only the standard library is used here.
+``python3 tasks.py test -k conv``, ``python3 tasks.py test tests/test_conv.py``). Only the
+standard library is used here.
 """
 import os
 import subprocess
@@ -47,7 +48,8 @@ def main():
         run([str(PYTHON), "examples/train_segnet.py", *rest])
     else:
         ensure_environment(["test", "examples"])
-        run([str(PYTHON), "-m", "pytest", "tests", *rest])
+        chosen = any((ROOT / arg).exists() for arg in rest)  # test files or folders named: only those
+        run([str(PYTHON), "-m", "pytest", *([] if chosen else ["tests"]), *rest])
 
 
 if __name__ == "__main__":
