@@ -219,7 +219,7 @@ def _host(tensor):
 
 
 def _like(array, values):
-    """``values`` on ``array``'s device, as a Tensor-free raw array."""
+    """``values`` as a raw array on ``array``'s device (NumPy or CuPy)."""
     from .backend import array_module
 
     return array_module(array).asarray(values)

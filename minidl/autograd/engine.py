@@ -154,6 +154,7 @@ def _as_array(node, index, grad):
 
 
 def _invalid(node, index, problem):
+    """The error for ``node``'s gradient at ``index``, in PyTorch's words."""
     return InvalidGradientError(f"Function {node.name} returned an invalid gradient at index {index} - {problem}")
 
 
