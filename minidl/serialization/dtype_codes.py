@@ -40,7 +40,7 @@ def stored_itemsize(dtype_name):
 def decode(raw, dtype_name, byteorder="little"):
     """Raw bytes -> a 1-D NumPy array of ``dtype_name`` in native byte order (bfloat16 -> float32).
 
-    See ``native``: the result shares ``raw``'s memory where it can (a bytearray in native order).
+    See ``native``: the result shares ``raw``'s memory where it can (a writable buffer in native order).
     """
     order = "<" if byteorder == "little" else ">"
     if dtype_name == BFLOAT16:
@@ -52,8 +52,8 @@ def decode(raw, dtype_name, byteorder="little"):
 def native(array):
     """``array`` (read from a file's bytes) as a writable array in native byte order.
 
-    It is returned as it is when it already is one (``np.frombuffer`` of a bytearray: no copy);
-    otherwise copied (``frombuffer`` of bytes alone would be read-only). Bools are made of
+    It is returned as it is when it already is one (``np.frombuffer`` of a writable buffer, such
+    as what ``files.fill`` reads: no copy); otherwise copied (``frombuffer`` of bytes alone would be read-only). Bools are made of
     bytes equal to 0 or 1 (any nonzero byte is True): other bytes are never reinterpreted
     as NumPy bools.
     """

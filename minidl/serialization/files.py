@@ -28,6 +28,8 @@ import re
 import secrets
 import time
 
+import numpy as np
+
 try:
     import fcntl
 except ImportError:  # Windows: an open file can't be removed, which protects a save in progress
@@ -76,7 +78,7 @@ def stream_size(stream):
 
 
 def read_exactly(stream, size, what):
-    """The next ``size`` bytes of ``stream``, as a bytearray (NumPy arrays can share its memory).
+    """The next ``size`` bytes of ``stream``, as a writable uint8 array (see ``fill``).
 
     Checked against what the stream has left before anything is allocated, so a corrupt size
     can't make us allocate it; raises Refusal naming ``what`` when the file is too short.
@@ -84,23 +86,34 @@ def read_exactly(stream, size, what):
     left = stream_size(stream)
     if left < size:
         raise Refusal(f"truncated: {what} needs {size} bytes, the file has {left} left")
-    return fill(stream.read, size, what)
+    return fill(getattr(stream, "readinto", None) or _readinto_with(stream.read), size, what)
 
 
-def fill(read, size, what):
-    """A bytearray of exactly ``size`` bytes from ``read(n)`` calls of at most 1 MiB each.
+def fill(readinto, size, what):
+    """A writable uint8 NumPy array of exactly ``size`` bytes, from ``readinto(view)`` calls of at most 1 MiB each.
 
     Reading in bounded chunks keeps a decompressing reader from inflating more than it is
-    asked for, and the buffer grows with what actually arrives: a size that lies costs
-    nothing before the data runs out.
+    asked for. The caller has checked ``size`` against the file (``read_exactly``,
+    ``zip_archive.open_zip``), so the buffer is allocated at once; the bytes land in it
+    directly, and arrays decoded from it share its memory (``dtype_codes.native``).
     """
-    buffer = bytearray()
-    while len(buffer) < size:
-        chunk = read(min(size - len(buffer), _READ_CHUNK))
-        if not chunk:
-            raise Refusal(f"truncated: {what} holds {len(buffer)} bytes, not the {size} declared")
-        buffer += chunk
+    buffer = np.empty(size, dtype=np.uint8)  # (not zeroed: every byte is read into)
+    view, filled = memoryview(buffer), 0
+    while filled < size:
+        count = readinto(view[filled:filled + min(size - filled, _READ_CHUNK)])
+        if not count:
+            raise Refusal(f"truncated: {what} holds {filled} bytes, not the {size} declared")
+        filled += count
     return buffer
+
+
+def _readinto_with(read):
+    """``readinto`` for a file object that has only ``read``."""
+    def readinto(view):
+        chunk = read(len(view))
+        view[:len(chunk)] = chunk
+        return len(chunk)
+    return readinto
 
 
 # --------------------------------------------------------------------------- writing

@@ -132,12 +132,12 @@ def _read_arrays(stream, name):
             if not info.filename.endswith(".npy"):
                 raise CheckpointError(f"{name} is a zip archive but not an .npz: {info.filename!r} is not a .npy array")
             key = info.filename[:-len(".npy")]
-            arrays[key] = _parse_npy(read_member(archive, info, name), key, name)
+            arrays[key] = _parse_npy(read_member(archive, info), key, name)
         return arrays
 
 
 def _parse_npy(raw, key, name):
-    """The array in the .npy bytes ``raw`` (a bytearray, whose memory the array shares where it can).
+    """The array in the .npy bytes ``raw`` (a uint8 array, whose memory the result shares where it can).
 
     Parsed here rather than by ``numpy.load``, which allocates what the header's shape asks for
     before it reads anything: the header must describe exactly the bytes the member holds, in

@@ -23,7 +23,7 @@ from __future__ import annotations
 import pickletools
 
 from .errors import Refusal
-from .files import stream_size
+from .files import peek, stream_size
 
 # Plain data (protocols 0-5), the memo, and the four calls a PyTorch file needs: GLOBAL/STACK_GLOBAL
 # (resolved by the restricted find_class), REDUCE (calling what it admitted), BUILD (an OrderedDict's
@@ -40,6 +40,7 @@ STATE_DICT_OPCODES = frozenset("""
 """.split())
 _MEMO_STORES = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 _MEMO_FETCHES = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_FIRST_WINDOW = 1 << 20  # bytes of a legacy file scanned for its next pickle at first
 
 
 def scan(data):
@@ -50,51 +51,44 @@ def scan(data):
 def read_scanned(stream):
     """The bytes of the pickle starting at ``stream``'s position, scanned; the stream is left after it.
 
-    For a file holding several pickles (PyTorch's legacy format): the scan finds where this
-    one ends, reading through a view that never asks the stream for more than it has left.
+    For a file holding several pickles (PyTorch's legacy format), where a pickle's length is
+    known only once its STOP is found: the scan runs over a window of the file's next bytes,
+    four times larger each time it runs out (never past the file's end), so reading and
+    rescanning cost at most a few times the pickle's size.
     """
-    start = stream.tell()
-    _check_opcodes(pickletools.genops(_Bounded(stream)), stream_size(stream))
-    end = stream.tell()
-    stream.seek(start)
-    return stream.read(end - start)
+    start, left = stream.tell(), stream_size(stream)
+    window = min(left, _FIRST_WINDOW)
+    while True:
+        data = peek(stream, window)
+        try:
+            end = _check_opcodes(pickletools.genops(data), len(data))
+            break
+        except ValueError:  # cut short by the window, or malformed: only the whole rest of the file can tell
+            if window == left:
+                raise
+            window = min(left, 4 * window)
+    stream.seek(start + end)
+    return data[:end]
 
 
 def _check_opcodes(opcodes, size):
-    """Refuse an opcode a state_dict never needs, a memo index out of turn, a frame past the end."""
-    start, entries = None, 0  # the memo always holds exactly entries 0 .. entries - 1
+    """Refuse an opcode a state_dict never needs, a memo index out of turn, a frame past the end.
+
+    Returns where the pickle ends (the position after its STOP).
+    """
+    entries = 0  # the memo always holds exactly entries 0 .. entries - 1
     for opcode, arg, position in opcodes:
-        start = position if start is None else start
         name = opcode.name
         if name not in STATE_DICT_OPCODES:
-            raise Refusal(f"its pickle uses the opcode {name} (at byte {position - start}), which a state_dict "
+            raise Refusal(f"its pickle uses the opcode {name} (at byte {position}), which a state_dict "
                           "never needs; minidl refuses it")
         if name in _MEMO_STORES and arg > entries:
-            raise Refusal(f"its pickle stores memo entry {arg} (at byte {position - start}) while only {entries} "
+            raise Refusal(f"its pickle stores memo entry {arg} (at byte {position}) while only {entries} "
                           "are in use; CPython would allocate memory for every entry up to it")
         if name in _MEMO_FETCHES and arg >= entries:
-            raise Refusal(f"its pickle fetches memo entry {arg} (at byte {position - start}), which it never stored")
-        if name == "FRAME" and arg > size - (position - start):
+            raise Refusal(f"its pickle fetches memo entry {arg} (at byte {position}), which it never stored")
+        if name == "FRAME" and arg > size - position:
             raise ValueError(f"a pickle frame of {arg} bytes runs past the end of the data")
         if name == "MEMOIZE" or (name in _MEMO_STORES and arg == entries):
             entries += 1
-
-
-class _Bounded:
-    """``stream`` for ``pickletools.genops``: reads never ask for more than what is left, so a
-    corrupt length can't make a buffered file allocate it."""
-
-    def __init__(self, stream):
-        self.stream, self.end = stream, stream.tell() + stream_size(stream)
-
-    def _left(self):
-        return max(self.end - self.stream.tell(), 0)
-
-    def read(self, size=-1):
-        return self.stream.read(self._left() if size < 0 else min(size, self._left()))
-
-    def readline(self):
-        return self.stream.readline(self._left())
-
-    def tell(self):
-        return self.stream.tell()
+    return position + 1

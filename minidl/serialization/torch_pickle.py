@@ -197,12 +197,16 @@ def unpickle_bytes(data, storages=None):
     ``reading`` turns them into CheckpointErrors naming the file).
     """
     scan(data)
-    return RestrictedUnpickler(io.BytesIO(data), {} if storages is None else storages).load()
+    return _unpickle_scanned(data, storages)
 
 
 def unpickle_stream(stream, storages=None):
     """``unpickle_bytes`` of the pickle starting at ``stream``'s position; the stream is left after it."""
-    return unpickle_bytes(read_scanned(stream), storages)
+    return _unpickle_scanned(read_scanned(stream), storages)
+
+
+def _unpickle_scanned(data, storages):
+    return RestrictedUnpickler(io.BytesIO(data), {} if storages is None else storages).load()
 
 
 def _is_count(value):

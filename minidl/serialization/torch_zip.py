@@ -46,7 +46,7 @@ def read(stream, name, device):
         (prefix,) = prefixes
         byteorder = _byteorder(archive, prefix, name)
         refs = {}
-        obj = unpickle_bytes(read_member(archive, archive.getinfo(prefix + "data.pkl"), name), refs)
+        obj = unpickle_bytes(read_member(archive, archive.getinfo(prefix + "data.pkl")).tobytes(), refs)
         storages = {key: _read_storage(archive, prefix, ref, byteorder, name) for key, ref in refs.items()}
         return materialize(obj, storages, name, device, stream_size_of(stream))
 
@@ -56,7 +56,7 @@ def _byteorder(archive, prefix, name):
         info = archive.getinfo(prefix + "byteorder")
     except KeyError:
         return "little"  # files from before PyTorch 1.13 have no byteorder record: little-endian
-    order = read_member(archive, info, name).decode("ascii").strip()
+    order = read_member(archive, info).tobytes().decode("ascii").strip()
     if order not in ("little", "big"):
         raise CheckpointError(f"{name}: unknown byte order {order!r:.40}")
     return order
@@ -73,4 +73,4 @@ def _read_storage(archive, prefix, ref, byteorder, name):
             f"{name}: storage {ref.key!r} holds {info.file_size} bytes, but its {ref.numel} {ref.dtype_name} "
             f"elements need {expected_bytes(ref)}"
         )
-    return decode(read_member(archive, info, name), ref.dtype_name, byteorder)
+    return decode(read_member(archive, info), ref.dtype_name, byteorder)

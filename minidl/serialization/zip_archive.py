@@ -48,10 +48,10 @@ def open_zip(stream, name, methods):
         yield archive
 
 
-def read_member(archive, info, name):
-    """The bytes of member ``info`` (checked by ``open_zip``), as a bytearray of its declared size."""
+def read_member(archive, info):
+    """The bytes of member ``info`` (checked by ``open_zip``): a uint8 array of its declared size (``files.fill``)."""
     with archive.open(info) as member:
-        return fill(member.read, info.file_size, f"member {info.filename!r}")
+        return fill(member.readinto, info.file_size, f"member {info.filename!r}")
 
 
 def stream_size_of(stream):
