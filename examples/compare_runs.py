@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from minidl.visualize import plot_runs  # noqa: E402
+from plots import plot_runs  # noqa: E402  (examples/plots.py: matplotlib)
 
 
 def read_run(spec):

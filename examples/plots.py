@@ -67,7 +67,7 @@ def plot_runs(runs, path, target=None):
     ``runs`` is {label: history} (each epoch with "val_pixel_accuracy" and
     "elapsed_seconds"); ``target`` = (name, accuracy) adds a dashed line in both panels.
     """
-    figure, (by_epoch, by_minute) = new_figure(2, width=4.8, height=3.4)
+    figure, (by_epoch, by_minute) = new_figure(2, width=4.8, height=3.2)
     for label, history in runs.items():
         accuracy = [h["val_pixel_accuracy"] for h in history]
         by_epoch.plot(*_finite(range(1, len(history) + 1), accuracy), marker=".", label=label)
