@@ -1,56 +1,89 @@
-"""SegNetSmall SGD-momentum training steps: minidl against PyTorch CPU, same weights, same data.
+"""SegNetSmall SGD-momentum training steps: minidl's fast and reference kernels against PyTorch CPU.
 
-    python benchmarks/train_step.py                  # both configurations, writes benchmarks/results/train_step.md
-    python benchmarks/train_step.py --quick          # batch 4 at 128x128 only
+    python benchmarks/train_step.py                        # b4@128 and b8@240; writes benchmarks/results/train_step.md
+    python benchmarks/train_step.py --quick --allow-noisy  # smoke run (b4@128, 1 round, 2 steps; not for publication)
 
-Timing alternates minidl and PyTorch steps in one process (medians after
-warm-up). Peak memory is measured in a fresh subprocess per library, since a
-process's peak RSS cannot be split between two libraries living in it.
+Each library alone in fresh processes, rounds alternated (benchmarks/harness.py), then the
+in-process A/B as a second column. Every process loads the same initial weights and batch (written
+once by the parent), so the first losses must agree; the report says "reference N x, fast M x PyTorch".
 """
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 
 import numpy as np
 
-from common import ROOT, alternate, peak_rss_mb, sgd_step, torch, write_report
+import harness
 
-import minidl
-from minidl import optim
-from minidl.models import SegNetSmall
-
-CONFIGS = {"b4_128": (4, 128), "b8_240": (8, 240)}
-LR, MOMENTUM = 0.01, 0.9
-
-
-def make_batch(batch, size, seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
-    masks = rng.integers(-1, 23, (batch, size, size)).astype(np.int64)
-    return images, masks
+NUM_CLASSES, LR, MOMENTUM = 23, 0.01, 0.9
+CASES = [{"name": "b4_128", "batch": 4, "size": 128}, {"name": "b8_240", "batch": 8, "size": 240}]
+CANDIDATES = [
+    harness.Candidate("minidl fast", {"library": "minidl", "kernels": "fast"}),
+    harness.Candidate("minidl reference", {"library": "minidl", "kernels": "reference"}),
+    harness.Candidate("PyTorch", {"library": "torch"}),
+]
+BASELINE = "PyTorch"
 
 
-def minidl_step_factory(batch, size):
+def prepare(case, folder):
+    """In the parent: minidl's SegNetSmall (seed 0), a random batch (-1 = ignored) -> an .npz every library loads."""
+    import minidl
+    from minidl.models import SegNetSmall
+
     minidl.manual_seed(0)
-    model = SegNetSmall(23)
+    model = SegNetSmall(NUM_CLASSES)
+    rng = np.random.default_rng(0)
+    arrays = {f"weights/{k}": v.numpy() for k, v in model.state_dict().items()}
+    arrays["images"] = rng.standard_normal((case["batch"], 3, case["size"], case["size"])).astype(np.float32)
+    arrays["masks"] = rng.integers(-1, NUM_CLASSES, (case["batch"], case["size"], case["size"])).astype(np.int64)
+    path = folder / f"segnet_small_{case['name']}.npz"
+    np.savez(path, **arrays)
+    return {**case, "data": str(path)}
+
+
+def load_case(case):
+    """(weights {name: array}, images, masks) from the case's .npz."""
+    with np.load(case["data"]) as data:
+        weights = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("weights/")}
+        return weights, data["images"], data["masks"]
+
+
+def minidl_step(case, kernels):
+    """One minidl SGD step per call on the case's batch, with the ``kernels`` set ("fast" or "reference")."""
+    import minidl
+    import minidl.nn.functional as F
+    from minidl import optim
+    from minidl.models import SegNetSmall
+
+    weights, images, masks = load_case(case)
+    model = SegNetSmall(NUM_CLASSES)
+    model.load_state_dict({k: minidl.tensor(v) for k, v in weights.items()})
     optimizer = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    images, masks = make_batch(batch, size)
     x, y = minidl.tensor(images), minidl.tensor(masks)
 
-    return model, sgd_step(model, optimizer, x, y)
+    def step():
+        minidl.set_kernels(kernels)  # per call: both kernel sets may share a process (the in-process A/B)
+        loss = F.cross_entropy(model(x), y, ignore_index=-1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
 
 
-def torch_step_factory(batch, size, minidl_model=None):
-    from torch_models import SegNetSmall as TorchSegNetSmall, copy_weights
+def torch_step(case):
+    """The same step in PyTorch (benchmarks/torch_models.py's twin of SegNetSmall), all cores."""
+    import os
 
-    model = TorchSegNetSmall(23)
-    if minidl_model is not None:
-        copy_weights(minidl_model, model)
+    import torch
+    from torch_models import SegNetSmall
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    weights, images, masks = load_case(case)
+    model = SegNetSmall(NUM_CLASSES)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    images, masks = make_batch(batch, size)
     x, y = torch.from_numpy(images), torch.from_numpy(masks)
 
     def step():
@@ -60,67 +93,66 @@ def torch_step_factory(batch, size, minidl_model=None):
         optimizer.step()
         return loss.item()
 
-    return model, step
+    return step
 
 
-def memory_only(library, config):
-    """Run in a subprocess: two steps, then print the peak RSS as JSON."""
-    batch, size = CONFIGS[config]
-    step = minidl_step_factory(batch, size)[1] if library == "minidl" else torch_step_factory(batch, size)[1]
-    step()
-    step()
-    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+def workload(options, case):
+    """The harness's entry: the step of one candidate on one case."""
+    if options["library"] == "minidl":
+        return minidl_step(case, options["kernels"])
+    return torch_step(case)
 
 
-def measure_peak(library, config):
-    result = subprocess.run([sys.executable, __file__, "--memory-only", library, "--config", config],
-                            capture_output=True, text=True, cwd=ROOT / "benchmarks", check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+def check_first_losses(timings, tolerance=1e-4):
+    """Every candidate's first loss (same weights, same batch) must agree with the baseline's."""
+    for case, by_candidate in timings.items():
+        expected = by_candidate[BASELINE].first[0]
+        for name, timing in by_candidate.items():
+            for loss in timing.first:
+                if abs(loss - expected) > tolerance * abs(expected):
+                    raise SystemExit(f"{case}: first losses disagree: {name} {loss} vs {BASELINE} {expected}")
+
+
+def report_rows(cases, timings, in_process):
+    rows = []
+    for case in cases:
+        alone, shared = timings[case["name"]], in_process.get(case["name"], {})
+        base = alone[BASELINE]
+        row = {"configuration": f"batch {case['batch']}, {case['size']}x{case['size']}"}
+        for name, timing in alone.items():
+            row[f"{name} s/step"] = harness.timing_cell(timing)
+            row[f"{name} peak RSS MB"] = timing.summary()["peak_rss_mb"]
+            if name != BASELINE:
+                row[f"{name} / PyTorch"] = harness.ratio_cell(timing, base)
+                if name in shared:
+                    row[f"{name} / PyTorch in-process"] = f"{shared[name].median / shared[BASELINE].median:.3g}x"
+        row["first loss"] = base.first[0]
+        rows.append(row)
+        summary = ", ".join(f"{name.split()[-1]} {row[f'{name} / PyTorch']}" for name in alone if name != BASELINE)
+        print(f"{row['configuration']}: {summary} PyTorch (standalone medians)", flush=True)
+    return rows
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="only batch 4 at 128x128")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--memory-only", choices=["minidl", "torch"], help=argparse.SUPPRESS)
-    parser.add_argument("--config", default="b4_128", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.memory_only:
-        return memory_only(args.memory_only, args.config)
-
-    rows = []
-    for name in (["b4_128"] if args.quick else list(CONFIGS)):
-        batch, size = CONFIGS[name]
-        model, minidl_step = minidl_step_factory(batch, size)
-        row = {"configuration": f"batch {batch}, {size}x{size}"}
-        if torch is not None:
-            _, torch_step = torch_step_factory(batch, size, model)
-            first_minidl, first_torch = minidl_step(), torch_step()
-            row["first loss minidl"], row["first loss torch"] = first_minidl, first_torch
-            if abs(first_minidl - first_torch) > 1e-4 * abs(first_torch):
-                raise SystemExit(f"first-step losses disagree: minidl {first_minidl} vs torch {first_torch}")
-            times = alternate({"minidl": minidl_step, "torch": torch_step}, repeats=args.repeats, warmup=1)
-        else:
-            minidl_step()
-            times = alternate({"minidl": minidl_step}, repeats=args.repeats, warmup=1)
-        row["minidl s/step"] = times["minidl"]
-        row["minidl img/s"] = batch / times["minidl"]
-        row["minidl peak RSS MB"] = measure_peak("minidl", name)
-        if torch is not None:
-            row["torch s/step"] = times["torch"]
-            row["torch img/s"] = batch / times["torch"]
-            row["time ratio (minidl/torch)"] = times["minidl"] / times["torch"]
-            row["torch peak RSS MB"] = measure_peak("torch", name)
-            row["memory ratio"] = row["minidl peak RSS MB"] / row["torch peak RSS MB"]
-        rows.append(row)
-        print(row, flush=True)
-    columns = ["configuration", "minidl s/step", "torch s/step", "time ratio (minidl/torch)", "minidl img/s",
-               "torch img/s", "minidl peak RSS MB", "torch peak RSS MB", "memory ratio", "first loss minidl",
-               "first loss torch"]
-    notes = [f"SegNetSmall (2,356,791 parameters), SGD lr {LR} momentum {MOMENTUM}, random images and labels "
-             "(-1 = ignored), identical initial weights; medians of "
-             f"{args.repeats} alternated steps after one warm-up. Command: `python benchmarks/train_step.py`."]
-    print(write_report("train_step", "SegNetSmall training step: minidl vs PyTorch CPU", columns, rows, notes))
+    args = harness.validate(harness.add_arguments(parser).parse_args())
+    cases = CASES[:1] if args.quick else CASES
+    session = harness.Session(args, "train_step")
+    cases = [prepare(case, session.folder) for case in cases]
+    timings = session.standalone("train_step", CANDIDATES, cases)
+    in_process = session.in_process("train_step", CANDIDATES, cases)
+    check_first_losses(timings)
+    rows = report_rows(cases, timings, in_process)
+    columns = ["configuration", *[f"{c.name} s/step" for c in CANDIDATES],
+               *[f"{c.name} / PyTorch{where}" for where in ("", " in-process") for c in CANDIDATES[:2]],
+               *[f"{c.name} peak RSS MB" for c in CANDIDATES], "first loss"]
+    notes = [f"SegNetSmall (2,356,791 parameters, {NUM_CLASSES} classes), SGD lr {LR} momentum {MOMENTUM}, random "
+             "images and labels (-1 = ignored); every process loads the same initial weights and batch, and the "
+             "first losses agree. Peak RSS: the median over the rounds of each process's own peak. "
+             "Command: `python benchmarks/train_step.py`."]
+    session.write_report("SegNetSmall training step: minidl (fast and reference kernels) vs PyTorch CPU",
+                         columns, rows, notes, {"timings": harness.summaries(timings),
+                                                "in_process": harness.summaries(in_process)})
 
 
 if __name__ == "__main__":
