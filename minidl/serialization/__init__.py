@@ -14,6 +14,12 @@ bfloat16 becomes float32 (``dtype_codes.py``). Every failure -- a truncated file
 one, a pickle asking for code, a dtype or shape minidl cannot map -- is a ``CheckpointError``
 (a ValueError) naming the file.
 
+Loading is bounded by the file's size, whatever the file says (``limits.py`` lists the bounds):
+pickles are scanned before they run (``pickle_scan.py``), zip members may not overlap and
+compressed ones may not unpack past a budget (``zip_archive.py``), no tensor is larger than the
+storage it views, and shared objects are built once (``torch_pickle.py``). What a state_dict
+never holds -- code, str/complex/datetime arrays, tensors as dict keys -- is refused.
+
     minidl.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3}, "ckpt.npz")
     checkpoint = minidl.load("ckpt.npz")
     model.load_state_dict(checkpoint["model"])
@@ -22,7 +28,9 @@ one, a pickle asking for code, a dtype or shape minidl cannot map -- is a ``Chec
     minidl.save(model.state_dict(), "model.safetensors", format="safetensors")
     # in PyTorch: model.load_state_dict(safetensors.torch.load_file("model.safetensors"))
 
-Saving to a path is atomic (``files.py``): a crash while saving leaves the previous file intact.
+Saving to a path is atomic (``files.py``): a crash while saving leaves the previous file intact,
+and the next save removes what a killed one left behind; re-saving keeps the file's mode, and a
+symlink is written through.
 """
 from __future__ import annotations
 
