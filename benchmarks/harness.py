@@ -163,11 +163,16 @@ def ratio(timing, baseline):
     return spread([a / b for a, b in zip(timing.round_medians, baseline.round_medians)])
 
 
-def with_range(median, low, high, scale=1.0, digits=3):
+def number(value):
+    """A measured number for a table: three significant digits, whole numbers from 1000 up (never 1e+03)."""
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def with_range(median, low, high, scale=1.0):
     """'0.452 (0.447-0.470)': a median and its range, for a table cell."""
     if low == high:
-        return f"{median * scale:.{digits}g}"
-    return f"{median * scale:.{digits}g} ({low * scale:.{digits}g}-{high * scale:.{digits}g})"
+        return number(median * scale)
+    return f"{number(median * scale)} ({number(low * scale)}-{number(high * scale)})"
 
 
 def timing_cell(timing, scale=1.0):
@@ -556,9 +561,7 @@ def write_report(folder, name, title, columns, rows, notes, stamp, versions, ext
 def cell(value):
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
+    return number(value) if isinstance(value, float) else str(value)
 
 
 def add_arguments(parser, rounds=3, warmup=2, steps=7):
