@@ -185,3 +185,167 @@ def test_ch07_void_counted_as_wrong_halves_the_accuracy():
     prediction = np.array([[0, 1, 0, 0]])
     assert np.mean(prediction == target) == 0.5
     assert SegmentationMetrics(2).update(prediction, target).pixel_accuracy() == 1.0
+
+
+# =========================================================================== 9. training loop
+def small_model(seed=0):
+    minidl.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 1))
+
+
+def batch(seed=0):
+    rng = np.random.default_rng(seed)
+    return minidl.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32)), minidl.tensor(rng.integers(0, 5, (2, 8, 8)))
+
+
+def test_ch09_without_zero_grad_gradients_accumulate():
+    model, (images, masks) = small_model(), batch()
+    F.cross_entropy(model(images), masks).backward()
+    once = [p.grad.numpy().copy() for p in model.parameters()]
+    F.cross_entropy(model(images), masks).backward()  # no zero_grad in between
+    for p, g in zip(model.parameters(), once):
+        np.testing.assert_allclose(p.grad.numpy(), 2 * g, rtol=1e-6, atol=1e-8)
+
+
+def test_ch09_resume_needs_the_optimizer_state():
+    from minidl import optim
+    from train_segnet import train_step
+
+    criterion = nn.CrossEntropyLoss()
+    batches = [batch(seed) for seed in range(4)]
+
+    def steps(model, optimizer, which):
+        for images, masks in (batches[i] for i in which):
+            train_step(model, images, masks, optimizer, criterion)
+
+    straight = small_model()
+    steps(straight, optim.AdamW(straight.parameters(), lr=1e-2), range(4))
+
+    first = small_model()
+    first_optimizer = optim.AdamW(first.parameters(), lr=1e-2)
+    steps(first, first_optimizer, range(2))
+    for with_optimizer in (False, True):
+        resumed = small_model(seed=1)  # other initial weights: the loaded state must replace them
+        resumed.load_state_dict(first.state_dict())
+        optimizer = optim.AdamW(resumed.parameters(), lr=1e-2)
+        if with_optimizer:
+            optimizer.load_state_dict(first_optimizer.state_dict())
+        steps(resumed, optimizer, range(2, 4))
+        same = all(np.array_equal(a.detach().numpy(), b.detach().numpy())
+                   for a, b in zip(straight.parameters(), resumed.parameters()))
+        assert same == with_optimizer
+
+
+# =========================================================================== 10. transfer learning
+def old_school_model():
+    from minidl.models import SegNetSmall
+    from minidl.models.transfer import OldSchool
+
+    minidl.manual_seed(0)
+    return OldSchool(SegNetSmall(num_classes=11), num_classes=23)
+
+
+def running_means(module):
+    return [m.running_mean.numpy().copy() for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("freeze_by_hand", [True, False])
+def test_ch10_freezing_by_hand_lets_batch_norm_drift(freeze_by_hand):
+    model = old_school_model()
+    if freeze_by_hand:
+        model.encoder.requires_grad_(False)
+    else:
+        nn.freeze(model.encoder)
+    before = running_means(model.encoder)
+    model.train()
+    model(minidl.randn(2, 3, 32, 32) * 3 + 1)
+    unchanged = all(np.array_equal(a, b) for a, b in zip(before, running_means(model.encoder)))
+    assert unchanged == (not freeze_by_hand)
+
+
+def test_ch10_unfrozen_every_convolution_is_in_the_graph():
+    model = old_school_model()
+    nn.freeze(model.encoder)
+    x, target = minidl.randn(2, 3, 32, 32), minidl.randint(0, 23, (2, 32, 32))
+    assert minidl.autograd.to_dot(F.cross_entropy(model(x), target)).count('label="Conv2dBackward') == 4
+    nn.unfreeze(model.encoder)
+    assert minidl.autograd.to_dot(F.cross_entropy(model(x), target)).count('label="Conv2dBackward') == 12
+
+
+# =========================================================================== 11. testing your own layer
+def softplus_with(derivative):
+    from minidl.ops.elementwise import Pointwise
+
+    class Softplus(Pointwise):
+        f = staticmethod(lambda xp, x: xp.log1p(xp.exp(x)))
+        df = staticmethod(derivative)
+
+    return Softplus.apply
+
+
+def property_test(op):
+    from hypothesis import given, settings
+    from minidl.testing import tensors
+
+    @settings(max_examples=15, deadline=None, database=None)
+    @given(tensors(min_dims=0, max_dims=2, max_side=3))
+    def test(x):
+        assert minidl.gradcheck(op, [x])
+
+    return test
+
+
+def test_ch11_softplus_tested_and_broken():
+    property_test(softplus_with(lambda xp, x, y: 1 / (1 + xp.exp(-x))))()
+    with pytest.raises(minidl.GradcheckError, match=r"^gradcheck failed for input 0 of shape"):
+        property_test(softplus_with(lambda xp, x, y: xp.exp(x)))()
+
+
+def test_ch11_conv2d_at_drawn_configurations():
+    from hypothesis import given, settings
+    from minidl.testing import conv_configs
+
+    @settings(max_examples=10, deadline=None, database=None)
+    @given(conv_configs())
+    def test(config):
+        rng = np.random.default_rng(0)
+        x = minidl.tensor(rng.standard_normal(config["x_shape"]), requires_grad=True)
+        w = minidl.tensor(rng.standard_normal(config["w_shape"]), requires_grad=True)
+        options = {key: config[key] for key in ("stride", "padding", "dilation", "groups")}
+        assert minidl.gradcheck(lambda x, w: F.conv2d(x, w, **options), [x, w])
+
+    with use_kernels("reference"):
+        test()
+
+
+# =========================================================================== 12. fast kernels
+def test_ch12_a_fast_kernel_must_subclass_its_reference():
+    from minidl.kernels import fast_kernel_for, fast_kernels
+    from minidl.ops.elementwise import Exp
+
+    with pytest.raises(TypeError, match="NotAnExp must subclass Exp, the op it replaces"):
+        @fast_kernel_for(Exp)
+        class NotAnExp(minidl.Function):
+            pass
+    assert Exp not in fast_kernels()
+
+
+def test_ch12_a_mutated_fast_relu_differs_from_the_reference():
+    from minidl.kernels.cpu.activation import FastRelu
+    from minidl.ops.elementwise import Relu
+
+    class Mutant(FastRelu):
+        @staticmethod
+        def backward(ctx, grad):
+            _, y = ctx.saved_tensors
+            return grad * (y >= 0)
+
+    values = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    gradients = {}
+    for op in (Relu, Mutant):
+        x = minidl.tensor(values, requires_grad=True)
+        with use_kernels("reference"):  # each class runs as itself
+            op.apply(x).sum().backward()
+        gradients[op] = x.grad.numpy()
+    assert gradients[Relu].tolist() == [0, 0, 0, 1, 1]
+    assert (gradients[Mutant] != gradients[Relu]).tolist() == list(values <= 0)
