@@ -1,11 +1,15 @@
 """torchvision-compatible models: forward time at 224x224 in minidl and PyTorch, and parity figures.
 
-    .venv/bin/python benchmarks/torchvision_models.py            # writes benchmarks/results/torchvision_models.md
+    python benchmarks/torchvision_models.py                        # writes benchmarks/results/torchvision_models.md
+    python benchmarks/torchvision_models.py --timing-only          # the speed columns alone
+    python benchmarks/torchvision_models.py --quick --allow-noisy  # smoke run: alexnet only, not for publication
 
 For each model: random weights made in torchvision (BatchNorm statistics randomised), saved
 with torch.save, loaded by minidl.load; then
 
-- forward time, batch 1, 224x224, eval mode, no autograd: median of 5 (alternating A/B after a warm-up);
+- forward time, batch 1, 224x224, eval mode, no autograd: minidl (fast and reference kernels) and
+  PyTorch each in fresh processes of their own (benchmarks/harness.py), rounds alternated, with
+  the in-process A/B as a second column;
 - eval output relative error (float32, max|ours - theirs| / max|theirs|) at 224x224;
 - training step, 64x64, batch 2, cross-entropy, dropout off, as in tests/test_torchvision_models.py:
   in float64, the worst parameter's gradient relative error (is the math the same?); in float32,
@@ -17,33 +21,60 @@ tests/torchvision_oracle.py).
 """
 from __future__ import annotations
 
+import argparse
 import copy
-import sys
-import tempfile
-from pathlib import Path
+import os
 
 import numpy as np
 
-from common import alternate, torch, write_report  # noqa: E402  (sets sys.path, torch threads)
+import harness
 
-import minidl  # noqa: E402
-import minidl.models as models  # noqa: E402
-import minidl.nn as nn  # noqa: E402
+MODELS = ["alexnet", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "resnet18", "lraspp_mobilenet_v3_large"]
+CANDIDATES = [
+    harness.Candidate("minidl fast", {"library": "minidl", "kernels": "fast"}),
+    harness.Candidate("minidl reference", {"library": "minidl", "kernels": "reference"}),
+    harness.Candidate("PyTorch", {"library": "torch"}),
+]
 
-torch.library.register_fake = lambda *args, **kwargs: (lambda function: function)  # benchmark-only workaround
-import torchvision  # noqa: E402
-import torchvision.models.segmentation  # noqa: E402,F401
 
-NAMES = {  # name -> (minidl constructor, torchvision constructor, kwargs)
-    "alexnet": (models.alexnet, torchvision.models.alexnet, {}),
-    "mobilenet_v2": (models.mobilenet_v2, torchvision.models.mobilenet_v2, {}),
-    "mobilenet_v3_large": (models.mobilenet_v3_large, torchvision.models.mobilenet_v3_large, {}),
-    "mobilenet_v3_small": (models.mobilenet_v3_small, torchvision.models.mobilenet_v3_small, {}),
-    "resnet18": (models.resnet18, torchvision.models.resnet18, {}),
-    "lraspp_mobilenet_v3_large": (models.lraspp_mobilenet_v3_large,
-                                  torchvision.models.segmentation.lraspp_mobilenet_v3_large,
-                                  {"weights_backbone": None}),
-}
+def import_torchvision():
+    import torch
+
+    torch.library.register_fake = lambda *args, **kwargs: (lambda function: function)  # benchmark-only workaround
+    import torchvision
+    import torchvision.models.segmentation  # noqa: F401
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch, torchvision
+
+
+def classes(name):
+    return 21 if name.startswith("lraspp") else 1000
+
+
+def torchvision_constructor(name):
+    """(torchvision's constructor of the model, its keyword arguments)."""
+    _, torchvision = import_torchvision()
+    if name.startswith("lraspp"):
+        return torchvision.models.segmentation.lraspp_mobilenet_v3_large, {"weights_backbone": None}
+    return getattr(torchvision.models, name), {}
+
+
+def load_minidl(case):
+    """minidl's model from the case's torchvision weights file, in eval mode."""
+    import minidl.models
+
+    return getattr(minidl.models, case["name"])(weights=case["weights"], num_classes=classes(case["name"])).eval()
+
+
+def load_torchvision(case):
+    """torchvision's model with the case's weights, in eval mode."""
+    import torch
+
+    make, kwargs = torchvision_constructor(case["name"])
+    model = make(**kwargs)
+    model.load_state_dict(torch.load(case["weights"]))
+    return model.eval()
 
 
 def relative_error(ours, theirs):
@@ -56,6 +87,8 @@ def logits(output):
 
 
 def randomised(make_theirs, kwargs):
+    import torch
+
     torch.manual_seed(0)
     model = make_theirs(**kwargs)
     generator = torch.Generator().manual_seed(0)
@@ -72,7 +105,7 @@ def randomised(make_theirs, kwargs):
 
 def gradients(model, x, target, framework):
     """name -> gradient array after one cross-entropy backward pass in training mode, dropout off."""
-    dropout = torch.nn.Dropout if framework is torch else nn.Dropout
+    dropout = framework.nn.Dropout
     model.train()
     for module in model.modules():
         if isinstance(module, dropout):
@@ -94,58 +127,84 @@ def global_gradient_error(ours, theirs):
     return max(np.abs(ours[k] - theirs[k]).max() for k in theirs) / max(np.abs(g).max() for g in theirs.values())
 
 
-def measure(name, folder, timing_only=False):
-    make, make_theirs, kwargs = NAMES[name]
-    theirs = randomised(make_theirs, kwargs).eval()
+def prepare(name, folder):
+    """In the parent: torchvision's model with random weights, saved for every process to load; the case."""
+    import torch
+
     path = folder / f"{name}.pth"
-    torch.save(theirs.state_dict(), path)
-    ours = make(weights=path, num_classes=21 if name.startswith("lraspp") else 1000).eval()
+    torch.save(randomised(*torchvision_constructor(name)).state_dict(), path)
+    return {"name": name, "weights": str(path)}
 
+
+def workload(options, case):
+    """The harness's entry: one eval-mode forward of one model, batch 1 at 224x224, no autograd."""
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    x_ours, x_theirs = minidl.tensor(x), torch.tensor(x)
+    if options["library"] == "minidl":
+        import minidl
 
-    def run_ours():
-        with minidl.no_grad():
-            return logits(ours(x_ours))
+        minidl.set_kernels(options["kernels"])
+        model, x, no_grad = load_minidl(case), minidl.tensor(x), minidl.no_grad
+    else:
+        import torch
 
-    def run_theirs():
-        with torch.no_grad():
-            return logits(theirs(x_theirs))
+        model, x, no_grad = load_torchvision(case), torch.from_numpy(x), torch.no_grad
 
-    times = alternate({"minidl": run_ours, "torch": run_theirs}, repeats=5, warmup=1)
-    eval_error = relative_error(run_ours().numpy(), run_theirs().numpy())
-    row = {"model": name, "minidl ms": 1000 * times["minidl"], "torch ms": 1000 * times["torch"],
-           "ratio": times["minidl"] / times["torch"], "eval rel. error (f32, 224)": eval_error}
-    if timing_only:
-        return row
+    def forward():
+        with no_grad():
+            logits(model(x))
 
+    return forward
+
+
+def parity(case):
+    """The accuracy columns: eval output error at 224, gradient errors at 64x64 (float64 and float32)."""
+    import minidl
+    import torch
+
+    name, ours, theirs = case["name"], load_minidl(case), load_torchvision(case)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    with minidl.no_grad(), torch.no_grad():
+        eval_error = relative_error(logits(ours(minidl.tensor(x))).numpy(), logits(theirs(torch.tensor(x))).numpy())
     small = np.random.default_rng(1).standard_normal((2, 3, 64, 64))
-    classes = 21 if name.startswith("lraspp") else 1000
-    target = np.random.default_rng(2).integers(0, classes, (2, 64, 64) if name.startswith("lraspp") else (2,))
+    target = np.random.default_rng(2).integers(0, classes(name), (2, 64, 64) if name.startswith("lraspp") else (2,))
     exact = gradients(copy.deepcopy(theirs).double(), small, target, torch)
     float64_error = worst_gradient_error(gradients(copy.deepcopy(ours).double(), small, target, minidl), exact)
     ours32 = gradients(ours, small.astype(np.float32), target, minidl)
     theirs32 = gradients(theirs, small.astype(np.float32), target, torch)
-    return {
-        **row, "grad rel. error (f64)": float64_error, "grad error (f32)": global_gradient_error(ours32, theirs32),
-        "minidl f32 vs exact": global_gradient_error(ours32, exact), "torch f32 vs exact": global_gradient_error(theirs32, exact),
-    }
+    return {"eval rel. error (f32, 224)": eval_error, "grad rel. error (f64)": float64_error,
+            "grad error (f32)": global_gradient_error(ours32, theirs32),
+            "minidl f32 vs exact": global_gradient_error(ours32, exact),
+            "torch f32 vs exact": global_gradient_error(theirs32, exact)}
 
 
 def main():
-    timing_only = "--timing-only" in sys.argv  # a quick re-run of the speed columns
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timing-only", action="store_true", help="the speed columns alone (no parity figures)")
+    args = harness.validate(harness.add_arguments(parser).parse_args())
+    names = MODELS[:1] if args.quick else MODELS
+    session = harness.Session(args, "torchvision_models_timing" if args.timing_only else "torchvision_models")
+    cases = [prepare(name, session.folder) for name in names]
+    timings = session.standalone("torchvision_models", CANDIDATES, cases, process_per_case=False)
+    in_process = session.in_process("torchvision_models", CANDIDATES, cases)
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        for name in NAMES:
-            rows.append(measure(name, Path(folder), timing_only))
-            print(rows[-1], flush=True)
-    columns = list(rows[0])
-    notes = ["Forward: batch 1, 224x224, eval mode, no autograd; median of 5 alternating runs after one warm-up, "
-             "same process. Eval error: max|ours - theirs| / max|theirs|. Gradients (64x64, batch 2, one "
-             "cross-entropy step in training mode): float64, the worst parameter's relative error; float32, the "
-             "largest difference over the largest gradient (see the module docstring)."]
-    report = "torchvision_models_timing" if timing_only else "torchvision_models"
-    print(write_report(report, "torchvision-compatible models: speed and parity", columns, rows, notes))
+    for case in cases:
+        alone, shared = timings[case["name"]], in_process.get(case["name"], {})
+        row = {"model": case["name"], "PyTorch ms": harness.timing_cell(alone["PyTorch"], 1000)}
+        for name in ("minidl fast", "minidl reference"):
+            row[f"{name} ms"] = harness.timing_cell(alone[name], 1000)
+            row[f"{name} / PyTorch"] = harness.ratio_cell(alone[name], alone["PyTorch"])
+        if shared:
+            row["fast / PyTorch in-process"] = f"{shared['minidl fast'].median / shared['PyTorch'].median:.3g}x"
+        if not args.timing_only:
+            row.update(parity(case))
+        rows.append(row)
+        print(rows[-1], flush=True)
+    notes = ["Forward: batch 1, 224x224, eval mode, no autograd. Eval error: max|ours - theirs| / max|theirs|. "
+             "Gradients (64x64, batch 2, one cross-entropy step in training mode): float64, the worst parameter's "
+             "relative error; float32, the largest difference over the largest gradient (see the module docstring). "
+             "Command: `python benchmarks/torchvision_models.py`."]
+    session.write_report("torchvision-compatible models: speed and parity", list(rows[0]), rows, notes,
+                         {"timings": harness.summaries(timings), "in_process": harness.summaries(in_process)})
 
 
 if __name__ == "__main__":
