@@ -1,11 +1,13 @@
 """Data-parallel training speed: SegNetSmall on 1 process vs 2 MPI ranks, and when more machines pay off.
 
-    python benchmarks/distributed.py            # under two minutes; writes benchmarks/results/distributed.{md,json}
+    python benchmarks/distributed.py                        # writes benchmarks/results/distributed.{md,json}
+    python benchmarks/distributed.py --quick --allow-noisy  # smoke run, not for publication
 
-Runs (each a fresh process, global batch --batch images of --size x --size, float32, SGD):
+Runs (each in fresh processes of its own, rounds alternated by benchmarks/harness.py; global batch
+--batch images of --size x --size, float32, SGD):
 
 - 1 process, 1 thread                               (the unit of compute)
-- 1 process, 2 threads: minidl's convolutions split the batch over them (minidl/threads.py)
+- 1 process, 2 threads: minidl's fast kernels split the work over them (minidl/kernels/cpu/threads.py)
 - 2 ranks x 1 thread: DistributedDataParallel + SyncBatchNorm, batch/2 images each,
   with overlap on and off (mpiexec)
 - 2 ranks, communication alone: SegNetSmall's gradients all-reduced one tensor at a
@@ -20,7 +22,8 @@ image, a ring all-reduce of S bytes over a link of bandwidth B and latency a tak
 so a step takes b c + t_comm (no overlap) and W ranks process W b / (b c + t_comm)
 images/s. More machines pay off while t_comm stays small against b c.
 
-``--worker`` runs one measurement (the driver starts it, under mpiexec for the 2-rank runs).
+The harness's worker runs one measurement (under mpiexec for the 2-rank runs: every rank times its
+steps, rank 0 reports); ``--comm-only`` is a worker of this file's own.
 """
 from __future__ import annotations
 
@@ -29,43 +32,53 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import harness
+
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
-# --------------------------------------------------------------------------- one measurement (--worker)
-def worker(args):
+def threads_env(threads):
+    return {**MPI_ENV, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+
+
+# --------------------------------------------------------------------------- one measurement
+def setup(case, rank=0, world=1):
+    """SegNetSmall (seed 0) and this rank's share of a fixed random batch."""
+    import minidl
+    from minidl.models import build_model
+
+    minidl.manual_seed(0)
+    model = build_model("segnet_small", 23)
+    data = np.random.default_rng(0)
+    batch, size = case["batch"], case["size"]
+    images = data.standard_normal((batch, 3, size, size)).astype(np.float32)[rank::world]
+    masks = data.integers(0, 23, (batch, size, size))[rank::world]
+    return model, images, masks
+
+
+def workload(options, case):
+    """The harness's entry: one SGD step of SegNetSmall, on one process or as one of the DDP ranks."""
     import minidl
     import minidl.distributed as dist
     import minidl.nn.functional as F
-    from minidl.models import build_model
     from minidl.nn import SyncBatchNorm
     from minidl.nn.parallel import DistributedDataParallel
 
     rank, world = 0, 1
-    if args.distributed:
+    if options["distributed"]:
         dist.init_process_group()
         rank, world = dist.get_rank(), dist.get_world_size()
-    minidl.manual_seed(0)
-    model = build_model("segnet_small", 23)
-    data = np.random.default_rng(0)
-    images = data.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)[rank::world]
-    masks = data.integers(0, 23, (args.batch, args.size, args.size))[rank::world]
-
-    if args.comm_only:
-        return print(json.dumps(communication_only(model, images, masks, dist, F, DistributedDataParallel)))
-
+    model, images, masks = setup(case, rank, world)
     trained = model
-    if args.distributed:
+    if options["distributed"]:
         model = SyncBatchNorm.convert_sync_batchnorm(model)
-        trained = DistributedDataParallel(model, overlap=not args.no_overlap)
+        trained = DistributedDataParallel(model, overlap=options["overlap"])
     optimizer = minidl.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = minidl.tensor(images), minidl.tensor(masks)
 
@@ -75,25 +88,15 @@ def worker(args):
         loss.backward()
         optimizer.step()
 
-    for _ in range(args.warmup):
-        step()
-    times, stats = [], []
-    for _ in range(args.steps):
-        if args.distributed:
-            dist.barrier()  # start together: a step is as slow as its slowest rank
-            dist.reset_communication_stats()
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-        if args.distributed:
-            stats.append(dist.communication_stats())
-    if rank == 0:
-        seconds = min(times)  # the machine is shared: the fastest step is the least disturbed one
-        result = {"seconds_per_step": seconds, "images_per_second": args.batch / seconds}
-        if stats:
-            result.update(comm_seconds=min(s["seconds"] for s in stats), comm_bytes=stats[0]["bytes"],
-                          collectives=stats[0]["calls"], buckets=len(trained.reducer.buckets))
-        print(json.dumps(result))
+    if not options["distributed"]:
+        return step
+
+    def before_step():
+        dist.barrier()  # start together: a step is as slow as its slowest rank
+        dist.reset_communication_stats()
+
+    return harness.Job(step, before_step=before_step, after_step=dist.communication_stats, reports=rank == 0,
+                       describe=lambda: {"buckets": len(trained.reducer.buckets)})
 
 
 def communication_only(model, images, masks, dist, F, DistributedDataParallel, repeats=20):
@@ -136,13 +139,32 @@ def communication_only(model, images, masks, dist, F, DistributedDataParallel, r
 
 
 # --------------------------------------------------------------------------- the driver
-def run(command, threads, timeout=600):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def communication_worker(args):
+    """``--comm-only`` under mpiexec: the gradient-averaging layouts timed alone; rank 0 prints JSON."""
+    import json
+
+    import minidl.distributed as dist
+    import minidl.nn.functional as F
+    from minidl.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group()
+    model, images, masks = setup({"batch": args.batch, "size": args.size}, dist.get_rank(), dist.get_world_size())
+    result = communication_only(model, images, masks, dist, F, DistributedDataParallel)
+    if dist.get_rank() == 0:
+        print(json.dumps(result))
+
+
+def candidates(mpiexec):
+    one = {"library": "minidl", "distributed": False}
+    ranks = [mpiexec, "-n", "2", "--oversubscribe"]
+    return [
+        harness.Candidate("1 process, 1 thread", one, env=threads_env(1), in_process=False),
+        harness.Candidate("1 process, 2 threads", one, env=threads_env(2), in_process=False),
+        *[harness.Candidate(f"2 ranks x 1 thread (DDP + SyncBatchNorm, {name})",
+                            {"library": "minidl", "distributed": True, "overlap": overlap},
+                            launcher=tuple(ranks), env=threads_env(1), in_process=False)
+          for name, overlap in (("overlap", True), ("no overlap", False))],
+    ]
 
 
 def scaling_rows(compute_per_image, gradient_bytes, buckets, per_rank_batch):
@@ -164,49 +186,41 @@ def scaling_rows(compute_per_image, gradient_bytes, buckets, per_rank_batch):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--comm-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--no-overlap", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=64, help="images are size x size")
     parser.add_argument("--batch", type=int, default=8, help="global batch (split over the ranks)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per run (the fastest is reported)")
-    parser.add_argument("--warmup", type=int, default=1)
-    args = parser.parse_args()
-    if args.worker:
-        return worker(args)
-
-    from common import write_report  # (imports torch, which the workers do not need)
-
+    args = harness.add_arguments(parser, steps=5).parse_args()
+    if args.comm_only:
+        return communication_worker(args)
+    harness.validate(args)
     mpiexec = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
     if mpiexec is None:
         raise SystemExit("needs mpiexec: pip install 'minidl[distributed]'")
-    this = [sys.executable, str(Path(__file__).resolve()), "--worker", "--size", str(args.size),
-            "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    two_ranks = [mpiexec, "-n", "2", "--oversubscribe"] + this + ["--distributed"]
-    runs = {
-        "1 process, 1 thread": run(this, 1),
-        "1 process, 2 threads": run(this, 2),
-        "2 ranks x 1 thread (DDP + SyncBatchNorm, overlap)": run(two_ranks, 1),
-        "2 ranks x 1 thread (DDP + SyncBatchNorm, no overlap)": run(two_ranks + ["--no-overlap"], 1),
-    }
-    comm = run(two_ranks + ["--comm-only"], 1)
-    base = runs["1 process, 1 thread"]["images_per_second"]
+    case = {"name": f"b{args.batch}@{args.size}", "batch": args.batch, "size": args.size}
+    session = harness.Session(args, "distributed")
+    runs = candidates(mpiexec)
+    timings = session.standalone("distributed", runs, [case])[case["name"]]
+    comm = json.loads(harness.run_process([mpiexec, "-n", "2", "--oversubscribe", sys.executable, __file__, "--comm-only",
+                                           "--size", str(args.size), "--batch", str(args.batch)],
+                                          threads_env(1)).stdout.strip().splitlines()[-1])
+    base = timings["1 process, 1 thread"]
     rows = []
-    for name, result in runs.items():
-        rows.append({"run": name, "images/s": result["images_per_second"], "s/step": result["seconds_per_step"],
-                     "speed-up": result["images_per_second"] / base,
-                     "MB all-reduced/step": result.get("comm_bytes", 0) / 2**20 if "comm_bytes" in result else None,
-                     "collectives/step": result.get("collectives"),
-                     "s in collectives/step": result.get("comm_seconds")})
-    compute_per_image = 1 / base
-    ddp = runs["2 ranks x 1 thread (DDP + SyncBatchNorm, overlap)"]
+    for name, timing in timings.items():
+        steps = timing.facts.get("steps") or [{}]
+        rows.append({"run": name, "images/s": args.batch / timing.median, "s/step": harness.timing_cell(timing),
+                     "speed-up": harness.ratio_cell(base, timing),
+                     "MB all-reduced/step": steps[0]["bytes"] / 2**20 if "bytes" in steps[0] else None,
+                     "collectives/step": steps[0].get("calls"),
+                     "s in collectives/step": statistics.median(s["seconds"] for s in steps) if "seconds" in steps[0]
+                     else None,
+                     "peak RSS MB (rank 0)": timing.summary()["peak_rss_mb"]})
+    compute_per_image = base.median / args.batch
+    ddp = timings["2 ranks x 1 thread (DDP + SyncBatchNorm, overlap)"].facts
     model_rows = scaling_rows(compute_per_image, comm["gradient_bytes"], ddp["buckets"], args.batch)
     notes = [
         f"SegNetSmall (23 classes), float32, SGD with momentum; global batch {args.batch} of {args.size}x{args.size} "
-        f"images; fastest of {args.steps} steps after {args.warmup} warm-up. OMP/OPENBLAS_NUM_THREADS as stated. "
-        f"Load average at the end: {os.getloadavg()[0]:.1f} (the machine is shared).",
+        "images. OMP/OPENBLAS_NUM_THREADS as stated; ranks start each timed step together (a barrier, untimed).",
         "",
         "Averaging SegNetSmall's gradients between 2 ranks on this machine (communication alone):",
         "",
@@ -229,12 +243,14 @@ def main():
         "| link | ranks | compute s/step | all-reduce s/step | images/s | efficiency |", "|---|---|---|---|---|---|",
         *[f"| {r['link']} | {r['ranks']} | {r['compute s/step']:.2f} | {r['all-reduce s/step']:.4f} | "
           f"{r['images/s']:.1f} | {r['efficiency']:.0%} |" for r in model_rows],
+        "",
+        "Command: `python benchmarks/distributed.py`.",
     ]
-    text = write_report("distributed", "Data-parallel SegNetSmall training: 1 process vs 2 MPI ranks",
-                        ["run", "images/s", "s/step", "speed-up", "MB all-reduced/step", "collectives/step",
-                         "s in collectives/step"], rows, notes, extra={"runs": runs, "communication": comm,
-                                                                      "scaling_model": model_rows})
-    print(text)
+    session.write_report("Data-parallel SegNetSmall training: 1 process vs 2 MPI ranks",
+                         ["run", "images/s", "s/step", "speed-up", "MB all-reduced/step", "collectives/step",
+                          "s in collectives/step", "peak RSS MB (rank 0)"], rows, notes,
+                         {"timings": harness.summaries({case["name"]: timings}), "communication": comm,
+                          "scaling_model": model_rows})
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ LOCAL = BENCHMARKS / ".local"  # ignored by git: the peers' venvs (envs/) and no
 NOISY_RESULTS = LOCAL / "noisy"
 CALIBRATION_FILE = RESULTS / "calibration.json"
 REFUSED = 3  # exit status of a benchmark that refused a busy machine
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the benchmarks measure this checkout's minidl
 
 MAX_LOAD = 0.5
 MIN_CALIBRATION = 0.85
@@ -356,7 +358,6 @@ def library_versions(libraries):
 def apply_memory_policy(spec):
     """In a process that runs minidl under --malloc keep: minidl's own call (the others got glibc's variables)."""
     if spec["keep_freed_memory"] and "minidl" in spec["libraries"]:
-        sys.path.insert(0, str(ROOT))
         import minidl
 
         minidl.keep_freed_memory()
