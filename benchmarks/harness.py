@@ -49,6 +49,7 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -518,6 +519,7 @@ class Session:
         folder = Path(self.args.out) if self.args.out else (NOISY_RESULTS if self.stamp.noisy else RESULTS)
         text = write_report(folder, self.name, title, columns, rows, [self.method(), "", *notes], self.stamp,
                             self.versions, {"settings": settings(self.args), **(extra or {})})
+        shutil.rmtree(self.folder, ignore_errors=True)  # the weights and batches the workers loaded
         print(text)
         print(f"written: {folder / self.name}.md and .json", file=sys.stderr)
         if self.stamp.noisy:

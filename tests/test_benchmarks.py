@@ -5,6 +5,7 @@ No timing is asserted: the workers run a dummy workload that takes no time.
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,13 @@ def workload(options, case):
         order.write(options["name"] + " " + case["name"] + "\\n")
     return lambda: options["loss"]
 '''
+
+
+@pytest.fixture(autouse=True)
+def session_folders_in_tmp_path(monkeypatch, tmp_path):
+    """A Session's scratch folder (weights, specs) goes under tmp_path, not the system's temp folder."""
+    make_folder = tempfile.mkdtemp
+    monkeypatch.setattr(harness.tempfile, "mkdtemp", lambda prefix: make_folder(prefix=prefix, dir=tmp_path))
 
 
 def machine(monkeypatch, load, gflops):
