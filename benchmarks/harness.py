@@ -74,6 +74,11 @@ MIN_CALIBRATION = 0.85
 CALIBRATION_N = 2048
 KEEP_FREED_BYTES = 1 << 30  # what minidl.keep_freed_memory() asks of malloc, as environment variables
 GLIBC_KEEP_FREED = {"MALLOC_MMAP_THRESHOLD_": str(KEEP_FREED_BYTES), "MALLOC_TRIM_THRESHOLD_": str(KEEP_FREED_BYTES)}
+MALLOC_POLICIES = {  # --malloc: what each choice means, as the reports say it
+    "keep": "Malloc: every library's process keeps freed memory (minidl.keep_freed_memory(), or glibc's "
+            "MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ for the others).",
+    "default": "Malloc: glibc's defaults for every library.",
+}
 
 
 # --------------------------------------------------------------------------- what is measured
@@ -444,6 +449,7 @@ class Session:
         print(self.stamp.line(), flush=True)
         self.folder = Path(tempfile.mkdtemp(prefix=f"minidl-{name}-"))
         self.versions = {}
+        self.shared_process = False  # whether an in-process A/B ran (the report then says how)
 
     def spec(self, module, candidates, cases, mode):
         libraries = sorted({c.library for c in candidates if c.library})
@@ -495,6 +501,7 @@ class Session:
         if self.args.no_in_process or len(sharing) < 2:
             return {}
         result = self.run(self.spec(module, sharing, cases, "in_process"), sharing[0])
+        self.shared_process = True
         timings = {}
         for case in cases:
             timings[case["name"]] = {}
@@ -505,13 +512,15 @@ class Session:
         return timings
 
     def method(self):
-        return (f"Each candidate alone in a fresh process: {self.args.warmup} warm-up and {self.args.steps} timed "
-                f"calls per process, rounds: {self.args.rounds}, in rotated order; a time is the median of the rounds' "
-                "medians (their range in parentheses), a ratio the median of the round-by-round ratios (their range). "
-                "In-process columns: the candidates in one process, timed in alternation. Malloc: "
-                + ("every library's process keeps freed memory (minidl.keep_freed_memory(), or glibc's "
-                   "MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ for the others)." if self.args.malloc == "keep"
-                   else "glibc's defaults for every library."))
+        """How this run measured, in words, for the report."""
+        args = self.args
+        sentences = [f"Each candidate alone in a fresh process: {args.warmup} warm-up and {args.steps} timed calls per "
+                     f"process, rounds: {args.rounds}, in rotated order; a time is the median of the rounds' medians "
+                     "(their range in parentheses), a ratio the median of the round-by-round ratios (their range)."]
+        if self.shared_process:
+            sentences.append("In-process columns: the candidates in one process, timed in alternation.")
+        sentences.append(MALLOC_POLICIES[args.malloc])
+        return " ".join(sentences)
 
     def write_report(self, title, columns, rows, notes, extra=None):
         """Re-check the machine, then write <name>.md and .json; return the Markdown text."""
@@ -579,7 +588,7 @@ def add_arguments(parser, rounds=3, warmup=2, steps=7):
     group.add_argument("--max-load", type=float, default=MAX_LOAD, help=f"highest 1-minute load average (default {MAX_LOAD})")
     group.add_argument("--min-calibration", type=float, default=MIN_CALIBRATION,
                        help=f"lowest calibration matmul speed, as a fraction of the recorded peak (default {MIN_CALIBRATION})")
-    group.add_argument("--malloc", choices=["keep", "default"], default="keep",
+    group.add_argument("--malloc", choices=list(MALLOC_POLICIES), default="keep",
                        help="keep: every library's process keeps freed memory (default); default: glibc's defaults")
     group.add_argument("--no-in-process", action="store_true", help="skip the in-process A/B column")
     group.add_argument("--out", help="write the report to this folder instead")
