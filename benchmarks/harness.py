@@ -176,11 +176,11 @@ def number(value):
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-def with_range(median, low, high, scale=1.0):
+def with_range(median, low, high, scale=1.0, unit=""):
     """'0.452 (0.447-0.470)': a median and its range, for a table cell."""
     if low == high:
-        return number(median * scale)
-    return f"{number(median * scale)} ({number(low * scale)}-{number(high * scale)})"
+        return number(median * scale) + unit
+    return f"{number(median * scale)}{unit} ({number(low * scale)}-{number(high * scale)})"
 
 
 def timing_cell(timing, scale=1.0):
@@ -189,7 +189,7 @@ def timing_cell(timing, scale=1.0):
 
 
 def ratio_cell(timing, baseline):
-    return with_range(*ratio(timing, baseline)) + "x"
+    return with_range(*ratio(timing, baseline), unit="x")
 
 
 # --------------------------------------------------------------------------- the quiet check

@@ -101,7 +101,7 @@ def test_medians_spread_and_round_by_round_ratios():
         base.add({"samples": baseline}, peak_rss_mb=300)
     assert fast.round_medians == [1.1, 3.0] and fast.median == pytest.approx(2.05)
     assert harness.ratio(fast, base) == (pytest.approx(0.65), 0.55, 0.75)
-    assert harness.ratio_cell(fast, base) == "0.65 (0.55-0.75)x"
+    assert harness.ratio_cell(fast, base) == "0.65x (0.55-0.75)"
     assert harness.timing_cell(fast, 1000) == "2,050 (1,100-3,000)"
     summary = fast.summary()
     assert summary["peak_rss_mb"] == 100 and summary["first"] == [0.5, 0.5] and summary["rounds"] == 2
