@@ -349,3 +349,22 @@ def test_ch12_a_mutated_fast_relu_differs_from_the_reference():
         gradients[op] = x.grad.numpy()
     assert gradients[Relu].tolist() == [0, 0, 0, 1, 1]
     assert (gradients[Mutant] != gradients[Relu]).tolist() == list(values <= 0)
+
+
+# =========================================================================== 8. receptive field and memory
+def test_ch08_one_more_layer_adds_two_pixels():
+    from architectures import ConstantResolution
+
+    assert minidl.summary(ConstantResolution(width=8, depth=9), (1, 3, 32, 32)).receptive_field == (19, 19)
+
+
+def test_ch08_pooling_in_the_middle_sees_more_and_keeps_less():
+    from architectures import ConstantResolution
+    from minidl.models.blocks import conv_bn_relu
+
+    units = [conv_bn_relu(3, 8)] + [conv_bn_relu(8, 8) for _ in range(7)]
+    pooled = nn.Sequential(*units[:4], nn.MaxPool2d(2), *units[4:], nn.Upsample(scale_factor=2), nn.Conv2d(8, 23, 1))
+    with_pooling = minidl.summary(pooled, (1, 3, 32, 32))
+    naive = minidl.summary(ConstantResolution(width=8), (1, 3, 32, 32))
+    assert (naive.receptive_field, with_pooling.receptive_field) == ((17, 17), (26, 26))
+    assert with_pooling.activation_bytes < naive.activation_bytes
