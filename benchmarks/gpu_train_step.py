@@ -54,7 +54,19 @@ def make_batch(batch, size, seed=0):
             rng.integers(-1, CLASSES, (batch, size, size)).astype(np.int64))
 
 
-class MinidlStep:
+class Step:
+    """One training step on a fixed batch: the loss, backward, the optimizer's step, then a wait for the device."""
+
+    def __call__(self):
+        loss = self.loss()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.sync()
+        return loss
+
+
+class MinidlStep(Step):
     def __init__(self, model, images, masks, device):
         self.model = model.to(device)
         self.optimizer = optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
@@ -63,13 +75,8 @@ class MinidlStep:
         self.sync = minidl.backend.cupy_module().cuda.Device(self.device.index).synchronize \
             if self.device.type == "cuda" else (lambda: None)
 
-    def __call__(self):
-        loss = F.cross_entropy(self.model(self.x), self.y, ignore_index=-1)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        self.sync()
-        return loss
+    def loss(self):
+        return F.cross_entropy(self.model(self.x), self.y, ignore_index=-1)
 
     def peak_bytes(self):
         with PeakMeter(self.device) as meter:
@@ -77,7 +84,7 @@ class MinidlStep:
         return meter.peak
 
 
-class TorchStep:
+class TorchStep(Step):
     def __init__(self, minidl_model, images, masks, device):
         import torch
         from torch_models import SegNetSmall as TorchSegNetSmall, copy_weights
@@ -91,13 +98,8 @@ class TorchStep:
         self.x, self.y = torch.from_numpy(images).to(self.device), torch.from_numpy(masks).to(self.device)
         self.sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
 
-    def __call__(self):
-        loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.y, ignore_index=-1)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        self.sync()
-        return loss
+    def loss(self):
+        return self.torch.nn.functional.cross_entropy(self.model(self.x), self.y, ignore_index=-1)
 
     def peak_bytes(self):
         if self.device.type != "cuda":

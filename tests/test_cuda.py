@@ -218,6 +218,21 @@ def test_model_forward_backward_on_the_device_matches_cpu(name, cuda):
         assert_close(device_grad.cpu(), grad, rtol=1e-7, atol=1e-12)
 
 
+def test_the_device_path_never_runs_a_fast_cpu_kernel(cuda, monkeypatch):
+    """Issue 21, point 3: threads, scratch buffers and malloc policy stay on the CPU; a GPU runs the references."""
+    def refuse(ctx, *args, **kwargs):
+        raise AssertionError("a fast CPU kernel ran on device arrays")
+
+    for fast in minidl.kernels.fast_kernels().values():
+        monkeypatch.setattr(fast, "forward", staticmethod(refuse))
+        monkeypatch.setattr(fast, "backward", staticmethod(refuse))
+    model = build_model("segnet_small", 3).to(cuda)
+    loss = F.cross_entropy(F.interpolate(model(minidl.randn(2, 3, 32, 32, device=cuda)), scale_factor=0.5),
+                           minidl.randint(0, 3, (2, 16, 16), device=cuda))
+    loss.backward()
+    assert all(p.grad.device == minidl.device(cuda) for p in model.parameters())
+
+
 # --------------------------------------------------------------------------- saving, metrics, a training epoch
 @pytest.mark.parametrize("file_format", ["npz", "safetensors"])
 def test_save_from_the_device_and_load_back(tmp_path, cuda, file_format):

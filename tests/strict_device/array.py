@@ -270,7 +270,7 @@ _COMPARISON_OPERATORS = {"lt": "less", "le": "less_equal", "eq": "equal", "ne": 
 
 # CuPy's ndarray methods that compute on the device (the host-facing ones are written out below). Their
 # arguments are shapes, axes and indices, which CuPy takes from host sequences too (it converts them),
-# except for the operands of the methods in _DATA_METHODS.
+# except for the operands of the methods in _DATA_METHODS and for out=.
 _METHODS = (
     "all any argmax argmin argpartition argsort astype choose clip compress conj conjugate copy cumprod cumsum "
     "diagonal dot flatten max mean min nonzero partition prod put ravel repeat reshape round sort squeeze std sum "
@@ -465,7 +465,7 @@ def _method(name):
     strict = name in _DATA_METHODS
 
     def method(self, *args, **kwargs):
-        if strict:
+        if strict or isinstance(kwargs.get("out"), np.ndarray):
             return call(numpy_method, (self, *args), kwargs, f"cupy.ndarray.{name}")
         known = {id(self._memory): self}
         with np.errstate(all="ignore"):
