@@ -271,8 +271,10 @@ class Tensor:
     def copy_(self, source):
         """Copy ``source``'s values into this tensor (shape must broadcast, dtype is converted)."""
         self._check_inplace("copy_")
-        source = source if isinstance(source, Tensor) else Tensor._from_array(np.asarray(source))
-        self._array[...] = backend.to_device(source._array, self.device)
+        array = source._array if isinstance(source, Tensor) else source
+        if backend.array_module(array) is np:  # a NumPy array, a list, a number (a CuPy array stays as it is)
+            array = np.asarray(array)
+        self._array[...] = backend.to_device(array, self.device)
         return self
 
     def add_(self, other, alpha=1):

@@ -19,7 +19,8 @@ dtype need no extra record: the edge holds them -- the producing node's
 ``output_shape``/``output_dtype``, or the leaf's own array. The rules:
 
 - ``None`` means "no gradient" and is always accepted;
-- anything but a NumPy/CuPy array (a float, a list, a minidl Tensor) is an error;
+- anything but a NumPy/CuPy array (a float, a list, a minidl Tensor) is an error,
+  and so is an array on another device than its input (a host array for a GPU input);
 - the shape must equal the input's, or be one the input's shape broadcasts
   to -- (2, 3, 4) for a (3, 4) input -- which is then summed down to it
   (``unbroadcast``); any other shape is an error: (4,) or (1, 4) for (3, 4);
@@ -120,18 +121,21 @@ def run_backward(tensor, grad, retain_graph: bool = False):
                     _arrived(edge, None, pending, dependencies, ready)
                 continue
             if isinstance(edge, Function):
-                input_grad = _checked(node, index, input_grad, edge.output_shape, edge.output_dtype)
+                input_grad = _checked(node, index, input_grad, edge.output_shape, edge.output_dtype, edge.output_type)
                 _arrived(edge, input_grad, pending, dependencies, ready)
             else:
-                input_grad = _checked(node, index, input_grad, edge._array.shape, edge._array.dtype)
+                input_grad = _checked(node, index, input_grad, edge._array.shape, edge._array.dtype, type(edge._array))
                 _accumulate_into_leaf(edge, input_grad, handed_out)
 
 
-def _checked(node, index, grad, shape, dtype):
+def _checked(node, index, grad, shape, dtype, array_type):
     """The gradient ``node`` returned for its input ``index``, made to fit that input (see the module's rules)."""
-    if type(grad) is np.ndarray and grad.dtype is dtype and grad.shape == shape:
+    if type(grad) is array_type and grad.dtype is dtype and grad.shape == shape:
         return grad  # the usual case, in three quick comparisons (NumPy's dtypes are singletons, so `is`)
     grad = _as_array(node, index, grad)
+    if isinstance(grad, np.ndarray) != issubclass(array_type, np.ndarray):  # host for device, or device for host
+        raise _invalid(node, index, f"expected a gradient on the input's device ({_kind(array_type)}) "
+                                    f"but got one on {_kind(type(grad))}")
     if grad.shape != shape:
         if not _broadcasts_to(shape, grad.shape):
             raise _invalid(node, index, f"got {list(grad.shape)} but expected shape compatible with {list(shape)}")
@@ -151,6 +155,11 @@ def _as_array(node, index, grad):
         return grad
     hint = " (backward takes and returns raw arrays, not Tensors)" if hasattr(grad, "_array") else ""
     raise _invalid(node, index, f"expected an array or None, got {type(grad).__name__}{hint}")
+
+
+def _kind(array_type):
+    """'cpu' for a NumPy array type, 'cuda' for a CuPy one."""
+    return "cpu" if issubclass(array_type, np.ndarray) else "cuda"
 
 
 def _invalid(node, index, problem):

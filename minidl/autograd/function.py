@@ -45,7 +45,7 @@ class Function:
 
     # Attributes the engine keeps after the node has run backward; everything
     # else an op stored on ctx (saved arrays, masks, shapes) is released.
-    _ENGINE_SLOTS = ("next_edges", "needs_input_grad", "output_shape", "output_dtype", "released")
+    _ENGINE_SLOTS = ("next_edges", "needs_input_grad", "output_shape", "output_dtype", "output_type", "released")
 
     @staticmethod
     def forward(ctx, *args):
@@ -117,6 +117,7 @@ class Function:
             ctx.next_edges = tuple(_edge(arg) if need else None for arg, need in zip(args, needs_input_grad))
             ctx.output_shape = result._array.shape
             ctx.output_dtype = result._array.dtype
+            ctx.output_type = type(result._array)  # numpy.ndarray or cupy.ndarray: the output's device kind
             ctx.released = False
             result.grad_fn = ctx
             result.requires_grad = True
