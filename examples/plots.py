@@ -56,6 +56,7 @@ def plot_curves(history, path, panels=None):
         for key in keys:
             ax.plot(*_finite(epochs, [h.get(key) for h in history]), marker=".", label=LABELS.get(key, key))
         ax.set(title=title, xlabel="epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(loc="best", fontsize="small")
     figure.savefig(path, dpi=100)
     return figure
@@ -72,6 +73,7 @@ def plot_runs(runs, path, target=None):
         accuracy = [h["val_pixel_accuracy"] for h in history]
         by_epoch.plot(*_finite(range(1, len(history) + 1), accuracy), marker=".", label=label)
         by_minute.plot(*_finite([h["elapsed_seconds"] / 60 for h in history], accuracy), marker=".", label=label)
+    by_epoch.xaxis.get_major_locator().set_params(integer=True)
     for ax, xlabel in ((by_epoch, "epoch"), (by_minute, "minutes")):
         if target:
             ax.axhline(target[1], color="0.3", linestyle="--", linewidth=1, label=target[0])
