@@ -21,10 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "guide"
 DOCUMENTS = sorted(GUIDE.glob("*.md")) + [ROOT / "README.md"]
 
-# (file relative to the root, a line of the block): the blocks that may not run, and why.
-OPT_OUTS = {
-    ("README.md", 'resnet18(weights="resnet18-f37072fd.pth")'): "needs torchvision's weight file, a download",
-}
+# (file relative to the root, a line of the block): the blocks that may not run, and why. None today; an
+# entry reads ("README.md", 'resnet18(weights="resnet18-f37072fd.pth")'): "needs torchvision's file, a download".
+OPT_OUTS = {}
 
 FENCE = re.compile(r"^```python(?P<info>[^\n]*)\n(?P<code>.*?)^```\s*$", re.M | re.S)
 
