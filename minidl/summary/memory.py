@@ -32,7 +32,9 @@ _ENGINE_ATTRIBUTES = ("next_edges", "needs_input_grad")  # the graph's wiring, n
 
 
 def _is_array(value):
-    return hasattr(value, "nbytes") and hasattr(value, "dtype") and hasattr(value, "shape") and hasattr(value, "base")
+    """An array (NumPy's, CuPy's), not an array class (a node's ``output_type``)."""
+    return (not isinstance(value, type) and hasattr(value, "nbytes") and hasattr(value, "dtype")
+            and hasattr(value, "shape") and hasattr(value, "base"))
 
 
 def _arrays_in(value):
