@@ -208,6 +208,13 @@ def calibration_gflops(n=CALIBRATION_N, repeats=7):
     return 2 * n**3 / statistics.median(seconds) / 1e9
 
 
+def fresh_calibration_gflops():
+    """``calibration_gflops()`` measured in a new Python process (nothing else loaded in it)."""
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import harness; " \
+           "print(harness.calibration_gflops())"
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
 def machine_key():
     """'AMD EPYC, 2 cores': what the calibration peak is recorded under."""
     cpu = platform.processor() or platform.machine()
@@ -307,8 +314,12 @@ def check_quiet(allow_noisy=False, max_load=MAX_LOAD, min_calibration=MIN_CALIBR
 
 
 def recheck(stamp, min_calibration=MIN_CALIBRATION):
-    """The calibration again after the measurements: a machine that got busy stamps the results noisy."""
-    stamp.gflops_after = calibration_gflops()
+    """The calibration again after the measurements: a machine that got busy stamps the results noisy.
+
+    It runs in a fresh process: in this one, PyTorch's worker threads (loaded by an in-process
+    A/B) may still spin after their last call and slow the matmul down.
+    """
+    stamp.gflops_after = fresh_calibration_gflops()
     stamp.load_after = os.getloadavg()[0]
     if stamp.peak_gflops and stamp.gflops_after < min_calibration * stamp.peak_gflops:
         stamp.reasons.append(f"after the run the calibration matmul ran at {stamp.gflops_after:.0f} GFLOP/s = "
