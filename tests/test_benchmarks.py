@@ -31,8 +31,10 @@ def session_folders_in_tmp_path(monkeypatch, tmp_path):
 
 
 def machine(monkeypatch, load, gflops):
+    """The machine as the harness sees it: this load average, and this calibration (here or in a fresh process)."""
     monkeypatch.setattr(harness.os, "getloadavg", lambda: (load, load, load))
     monkeypatch.setattr(harness, "calibration_gflops", lambda: gflops)
+    monkeypatch.setattr(harness, "fresh_calibration_gflops", lambda: gflops)
 
 
 def test_noise_reasons_name_each_cause():
