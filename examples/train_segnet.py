@@ -55,7 +55,7 @@ from minidl.models import build_model  # noqa: E402
 from minidl.models.transfer import OldSchool  # noqa: E402
 from minidl.nn import CrossEntropyLoss, SyncBatchNorm, trainable_parameter_count  # noqa: E402
 from minidl.nn.parallel import DistributedDataParallel  # noqa: E402
-from minidl.serialization import load, save  # noqa: E402
+from minidl.serialization import save  # noqa: E402
 from minidl.visualize import prediction_grid, to_uint8_image  # noqa: E402
 from plots import plot_curves  # noqa: E402  (examples/plots.py: matplotlib)
 

@@ -1,6 +1,4 @@
 """conv2d and conv_transpose2d: gradients, laws, PyTorch parity, bad inputs."""
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st

@@ -1,7 +1,8 @@
-"""The fast CPU kernels' own machinery (minidl/kernels/cpu): pieces, blocks and threads.
+"""The fast CPU kernels' own machinery (minidl/kernels/cpu): pieces, blocks, threads, scratch buffers.
 
-Work split over threads, pieces and blocks gives the results of one thread and one
-piece; test_kernels.py holds every fast kernel against its reference.
+Pieces and blocks cover their arrays exactly once; split products equal one product;
+threads start, nest, fail, end and fork cleanly. Each fast kernel's results are held
+against its reference, with tiny pieces and blocks on several threads, in test_kernels.py.
 """
 import numpy as np
 import pytest
@@ -33,41 +34,6 @@ def rand(shape, seed, dtype=np.float32):
 def run_with_threads(count, function):
     minidl.set_num_threads(count)
     return function()
-
-
-def conv_results(op, config, seed, x_array, w_array):
-    """The op's output and its input, weight and bias gradients, as NumPy arrays."""
-    x = minidl.tensor(x_array, requires_grad=True)
-    w = minidl.tensor(w_array, requires_grad=True)
-    channels = w_array.shape[0] if op is F.conv2d else w_array.shape[1] * config["groups"]
-    b = minidl.tensor(rand((channels,), seed + 1), requires_grad=True)
-    keys = ("stride", "padding", "dilation", "groups") + (("output_padding",) if op is F.conv_transpose2d else ())
-    y = op(x, w, b, **{k: config[k] for k in keys})
-    (y * minidl.tensor(rand(y.shape, seed + 2))).sum().backward()
-    return [t.detach().numpy().copy() for t in (y, x.grad, w.grad, b.grad)]
-
-
-# Up to 7 images and 12 channels, so that the batch splits unevenly and the flipped-kernel route
-# (8 or more input channels) is drawn too; CHUNK_BYTES tiny, so there are more chunks than threads.
-@pytest.mark.parametrize("transposed", [False, True], ids=["conv2d", "conv_transpose2d"])
-@given(data=st.data(), seed=seeds, thread_count=st.integers(2, 3))
-def test_split_over_threads_equals_one_thread(transposed, data, seed, thread_count):
-    config = data.draw(conv_configs(max_batch=7, max_channels=12, max_groups=2, transposed=transposed))
-    if transposed and min(
-        (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
-        for size, s, p, d, k, extra in zip(config["x_shape"][2:], config["stride"], config["padding"],
-                                           config["dilation"], config["w_shape"][2:], config["output_padding"])
-    ) < 1:
-        return  # a padding that eats the whole output: not a valid call
-    op = F.conv_transpose2d if transposed else F.conv2d
-    x_array, w_array = rand(config["x_shape"], seed), rand(config["w_shape"], seed + 3)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(conv, "CHUNK_BYTES", data.draw(st.sampled_from([1, 256, 32 << 20])))
-        one = run_with_threads(1, lambda: conv_results(op, config, seed, x_array, w_array))
-        split = run_with_threads(thread_count, lambda: conv_results(op, config, seed, x_array, w_array))
-    for expected, actual, name in zip(one, split, ["output", "input grad", "weight grad", "bias grad"]):
-        # the weight gradient adds the chunks' sums in another order: float32 rounding differs
-        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 @given(n=st.integers(1, 40), bytes_per_image=st.integers(1, 1 << 26), thread_count=st.integers(1, 4))
@@ -273,91 +239,6 @@ def blocked_and_whole(function, thread_count, budget):
     return blocked, run_with_threads(1, function)
 
 
-def outputs_and_gradients(op, *arrays):
-    """op's output(s) and its inputs' gradients under a fixed random weighting of the output."""
-    tensors = [minidl.tensor(a, requires_grad=True) for a in arrays]
-    out = op(*tensors)
-    first = out[0] if isinstance(out, tuple) else out
-    (first * minidl.tensor(rand(first.shape, 99, first.dtype))).sum().backward()
-    extras = [o.numpy().copy() for o in out[1:]] if isinstance(out, tuple) else []
-    return [first.detach().numpy().copy()] + extras + [t.grad.numpy().copy() for t in tensors]
-
-
-shapes_4d = st.tuples(st.integers(1, 5), st.integers(1, 6), st.integers(2, 12), st.integers(2, 12))
-
-
-@given(shape=st.one_of(shapes_4d, st.tuples(st.integers(2, 6), st.integers(1, 6)),
-                      st.tuples(st.integers(1, 5), st.integers(1, 6), st.integers(1, 12))),
-       seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
-       training=st.booleans(), affine=st.booleans())
-def test_batch_norm_in_blocks_equals_one_block(shape, seed, thread_count, budget, training, affine):
-    x_array = rand(shape, seed) * 3 + 1
-    channels = shape[1]
-    mean, var = rand((channels,), seed + 1), rand((channels,), seed + 2) + 1.5
-    weight, bias = (rand((channels,), seed + 3), rand((channels,), seed + 4)) if affine else (None, None)
-    if training and x_array.size // channels < 2:
-        return  # one value per channel: no variance to train with
-
-    def run():
-        op = lambda x, *wb: F.batch_norm(x, minidl.tensor(mean.copy()), minidl.tensor(var.copy()),  # noqa: E731
-                                         *(wb or (None, None)), training=training)
-        return outputs_and_gradients(op, x_array, *((weight, bias) if affine else ()))
-
-    blocked, whole = blocked_and_whole(run, thread_count, budget)
-    assert len(blocked) == (4 if affine else 2)
-    for actual, expected, name in zip(blocked, whole, ["output", "input grad", "weight grad", "bias grad"]):
-        # per-channel sums add the blocks' parts in another order: float32 rounding differs
-        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5, err_msg=name)
-
-
-@given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
-       dtype=st.sampled_from([np.float32, np.float64, np.int32]), transposed=st.booleans())
-def test_relu_in_blocks_equals_one_block(shape, seed, thread_count, budget, dtype, transposed):
-    x_array = (rand(shape, seed) * 10).astype(dtype)
-    if transposed:
-        x_array = x_array.transpose(0, 1, 3, 2)  # not C-contiguous: elementwise must not cut it
-    if dtype == np.int32:  # no gradients for integers: the forward only
-        run = lambda: F.relu(minidl.tensor(x_array)).numpy().copy()  # noqa: E731
-    else:
-        run = lambda: outputs_and_gradients(F.relu, x_array)  # noqa: E731
-    blocked, whole = blocked_and_whole(run, thread_count, budget)
-    if dtype == np.int32:
-        blocked, whole = [blocked], [whole]
-    for actual, expected in zip(blocked, whole):
-        np.testing.assert_array_equal(actual, expected)
-    np.testing.assert_array_equal(blocked[0], np.maximum(x_array, 0))
-
-
-@given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
-       kernel=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 1), dilation=st.integers(1, 2),
-       ceil_mode=st.booleans(), ties=st.booleans())
-def test_max_pool_and_unpool_in_blocks_equal_one_block(shape, seed, thread_count, budget, kernel, stride, padding,
-                                                        dilation, ceil_mode, ties):
-    """Ties (and, with stride < kernel, one input winning several windows), padding-only windows
-    (dilation with padding) and ceil_mode's partial windows all go through the blocks."""
-    padding = min(padding, kernel // 2)
-    if min(shape[2:]) + 2 * padding < dilation * (kernel - 1) + 1:
-        return  # the window does not fit: not a valid call
-    x_array = rand(shape, seed)
-    if ties:
-        x_array = np.round(x_array * 2) / 2
-    pool = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
-
-    def run():
-        pooled = outputs_and_gradients(lambda x: F.max_pool2d(x, return_indices=True, **pool), x_array)
-        values, indices = pooled[0], pooled[1]
-        if dilation > 1 or ceil_mode:  # max_unpool2d has neither (its output size rule is the undilated one)
-            return pooled
-        unpool = lambda v: F.max_unpool2d(v, minidl.tensor(indices), kernel, stride, padding,  # noqa: E731
-                                          output_size=shape[2:])
-        return pooled + outputs_and_gradients(unpool, values)
-
-    blocked, whole = blocked_and_whole(run, thread_count, budget)
-    assert len(blocked) == len(whole)
-    for actual, expected, name in zip(blocked, whole, ["pooled", "indices", "pool grad", "unpooled", "unpool grad"]):
-        np.testing.assert_array_equal(actual, expected, err_msg=name)
-
-
 @given(seed=seeds, thread_count=st.integers(2, 3), size=st.integers(1, 3000))
 def test_elementwise_in_blocks_equals_one_call(seed, thread_count, size):
     a, b = rand((size,), seed), rand((size,), seed + 1)
@@ -376,22 +257,3 @@ def test_elementwise_leaves_non_contiguous_arrays_whole():
         out = threads.elementwise(lambda x, y, out: calls.append(x.shape) or np.add(x, y, out=out), np.empty((30, 40), np.float32), a, 1)
     assert calls == [(30, 40)]
     np.testing.assert_array_equal(out, a + 1)
-
-
-@given(shape=shapes_4d, seed=seeds, thread_count=st.integers(1, 3), budget=st.sampled_from([4, 100, 1000]),
-       resize=st.sampled_from(["nearest x2", "bilinear x2", "bilinear to 5x7", "adaptive average to 2x3",
-                               "bilinear to the same size"]))
-def test_resampling_in_blocks_equals_one_block(shape, seed, thread_count, budget, resize):
-    x_array = rand(shape, seed)
-    op = {
-        "nearest x2": lambda x: F.interpolate(x, scale_factor=2, mode="nearest"),
-        "bilinear x2": lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"),
-        "bilinear to 5x7": lambda x: F.interpolate(x, size=(5, 7), mode="bilinear"),
-        "adaptive average to 2x3": lambda x: F.adaptive_avg_pool2d(x, (2, 3)),
-        "bilinear to the same size": lambda x: F.interpolate(x, size=shape[2:], mode="bilinear"),
-    }[resize]
-    blocked, whole = blocked_and_whole(lambda: outputs_and_gradients(op, x_array), thread_count, budget)
-    if resize == "bilinear to the same size":
-        np.testing.assert_array_equal(blocked[0], x_array)
-    for actual, expected, name in zip(blocked, whole, ["output", "input grad"]):
-        np.testing.assert_array_equal(actual, expected, err_msg=name)
