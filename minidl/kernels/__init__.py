@@ -18,6 +18,9 @@ cache-sized pieces, threads and reused buffers. ``Function.apply`` asks
   CuPy's own kernels and cuBLAS are the GPU's fast path.
 
 A fast kernel registers itself with ``@fast_kernel_for(ReferenceFunction)``.
+Most replace only the heavy steps that the reference names as class
+attributes (``Conv2d.weight_times_columns``, ``MaxPool2d.scatter_to_planes``),
+so forward and backward read the same in both sets.
 """
 from __future__ import annotations
 
