@@ -67,37 +67,6 @@ def test_conv_pieces_cover_every_output_pixel_once(config, budget, thread_count)
     assert (covered == 1).all(), f"pieces {pieces} cover some (image, row) {covered.min()}..{covered.max()} times"
 
 
-@pytest.mark.parametrize("a_shape, b_shape", [
-    ((300, 200), (200, 90)),        # a taller than b is wide: row blocks
-    ((20, 200), (200, 900)),        # b wider: column blocks
-    ((3, 300, 200), (200, 90)),     # batched a, shared b
-    ((300, 200), (3, 200, 90)),     # shared a, batched b (broadcast)
-    ((2, 40), (40, 5)),             # too small to split: plain numpy.matmul
-])
-@given(thread_count=st.integers(2, 3), seed=seeds)
-def test_threaded_matmul_equals_numpy(a_shape, b_shape, thread_count, seed):
-    minidl.set_num_threads(thread_count)
-    a, b = rand(a_shape, seed), rand(b_shape, seed + 1)
-    expected = np.matmul(a, b)
-    np.testing.assert_allclose(threads.matmul(a, b), expected, rtol=1e-5, atol=1e-5)
-    out = np.full_like(expected, np.nan)
-    assert threads.matmul(a, b, out=out) is out
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
-
-
-def test_linear_layer_gradients_with_threads():
-    x_array, w_array = rand((64, 512), 0, np.float64), rand((256, 512), 1, np.float64)
-
-    def run():
-        x, w = minidl.tensor(x_array, requires_grad=True), minidl.tensor(w_array, requires_grad=True)
-        y = x @ w.T
-        (y * y).sum().backward()
-        return x.grad.numpy(), w.grad.numpy()
-
-    for expected, actual in zip(run_with_threads(1, run), run_with_threads(2, run)):
-        assert_close(actual, expected, rtol=1e-10, atol=1e-10)
-
-
 def test_a_split_inside_a_split_runs_in_place():
     """Nested parallel_map calls run in the worker itself: waiting for the busy pool would hang."""
     minidl.set_num_threads(2)
@@ -108,8 +77,8 @@ def test_a_split_inside_a_split_runs_in_place():
         assert all(ours for row in results for _, _, ours in row), "the outer items should run in minidl's threads"
 
 
-def test_one_image_conv_shares_its_matmul_among_the_threads():
-    """A batch of one is one chunk: the product's columns are split instead (same numbers)."""
+def test_one_image_conv_gives_the_numbers_of_one_thread():
+    """A batch of one is one piece, run in the caller's thread, its product left to BLAS's own threads."""
     x_array, w_array = rand((1, 16, 40, 40), 0), rand((32, 16, 3, 3), 1)
     run = lambda: F.conv2d(minidl.tensor(x_array), minidl.tensor(w_array), padding=1).numpy()  # noqa: E731
     np.testing.assert_allclose(run_with_threads(2, run), run_with_threads(1, run), rtol=1e-5, atol=1e-5)
@@ -148,7 +117,7 @@ def test_set_num_threads_rejects_what_is_not_a_positive_int(bad):
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_large_conv_backward_in_float64_from_a_non_contiguous_input(batch):
-    """Big enough that the products themselves are split (threads.matmul inside the pieces)."""
+    """Big enough for several pieces per image (bands of rows), from memory in another layout."""
     x_array = rand((batch, 40, 40, 24), 3, np.float64).transpose(0, 3, 1, 2)  # NHWC memory seen as NCHW
     w_array = rand((32, 24, 3, 3), 4, np.float64)
 
@@ -160,14 +129,6 @@ def test_large_conv_backward_in_float64_from_a_non_contiguous_input(batch):
 
     for expected, actual in zip(run_with_threads(1, run), run_with_threads(2, run)):
         assert_close(actual, expected, rtol=1e-10, atol=1e-10)
-
-
-def test_matmul_into_an_operand_is_not_split():
-    minidl.set_num_threads(2)
-    a, b = rand((300, 300), 0), rand((300, 300), 1)
-    expected = a @ b
-    assert threads.matmul(a, b, out=b) is b
-    np.testing.assert_allclose(b, expected, rtol=1e-5, atol=1e-4)
 
 
 def test_a_finished_threads_scratch_buffer_is_freed():

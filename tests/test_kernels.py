@@ -26,7 +26,6 @@ from minidl.nn.functional.normalization import BatchNorm
 from minidl.nn.functional.pooling import AvgPool2d, MaxPool2d, MaxUnpool2d
 from minidl.nn.functional.upsampling import Resample2d
 from minidl.ops.elementwise import Relu
-from minidl.ops.linalg import Matmul
 from minidl.testing import conv_configs
 
 seeds = st.integers(0, 2**32 - 1)
@@ -238,21 +237,12 @@ def test_batch_norm(shape, seed, training, affine, thread_count):
     assert_fast_equals_reference(BatchNorm, op, arrays, seed, thread_count)
 
 
-# --------------------------------------------------------------------------- ReLU, matmul, cross-entropy
+# --------------------------------------------------------------------------- ReLU, cross-entropy
 @checks(Relu)
 @given(shape=st.lists(st.integers(0, 7), min_size=1, max_size=4), seed=seeds, layout=st.booleans())
 def test_relu(shape, seed, layout):
     x = rand(shape, seed)
     assert_fast_equals_reference(Relu, F.relu, [maybe_transposed(x, layout and x.ndim >= 2)], seed, exact=True)
-
-
-@checks(Matmul)
-@given(m=st.integers(1, 70), k=st.integers(1, 70), n=st.integers(1, 70), batch=st.sampled_from([(), (3,)]),
-       seed=seeds)
-def test_matmul(m, k, n, batch, seed):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(threads, "SPLIT_MIN_MULTIPLY_ADDS", 1)  # split even these small products
-        assert_fast_equals_reference(Matmul, lambda a, b: a @ b, [rand(batch + (m, k), seed), rand((k, n), seed + 1)], seed)
 
 
 @checks(CrossEntropy)

@@ -12,17 +12,12 @@ class Matmul(Function):
     their leading dims, so the gradients are summed back (``unbroadcast``).
     A 1-D operand is treated as a row (a) or column (b) vector, then the
     added axis is removed again, as ``numpy.matmul`` does.
-
-    ``multiply`` is the product itself, ``xp.matmul``; the fast CPU kernel
-    (minidl/kernels/cpu/linalg.py) replaces only that.
     """
-
-    multiply = staticmethod(lambda a, b: array_module(a).matmul(a, b))
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return ctx.multiply(a, b)
+        return array_module(a).matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -36,9 +31,9 @@ class Matmul(Function):
             grad = xp.expand_dims(grad, -1)
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_a = unbroadcast(ctx.multiply(grad, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+            grad_a = unbroadcast(xp.matmul(grad, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            grad_b = unbroadcast(ctx.multiply(xp.swapaxes(a2, -1, -2), grad), b2.shape).reshape(b.shape)
+            grad_b = unbroadcast(xp.matmul(xp.swapaxes(a2, -1, -2), grad), b2.shape).reshape(b.shape)
         return grad_a, grad_b
 
 

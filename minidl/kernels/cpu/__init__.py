@@ -14,7 +14,9 @@ faster; what each one buys, measured, is in docs/performance.md.
   saves a page fault per page of every step's fresh arrays (an explicit call);
 - ``conv.py``: conv2d and conv_transpose2d in cache-sized pieces;
 - ``pooling.py``, ``normalization.py``, ``resample.py``, ``activation.py``,
-  ``loss.py``: the memory-bound ops in cache-sized blocks;
-- ``linalg.py``: matmul split among the threads.
+  ``loss.py``: the memory-bound ops in cache-sized blocks.
+
+(A plain matmul has no fast kernel: outside minidl's parallel sections BLAS
+splits a product over the cores itself.)
 """
-from . import activation, conv, linalg, loss, normalization, pooling, resample  # noqa: F401  (registering)
+from . import activation, conv, loss, normalization, pooling, resample  # noqa: F401  (registering)

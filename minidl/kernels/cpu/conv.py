@@ -32,7 +32,6 @@ from .. import fast_kernel_for
 from ...nn.functional.conv import (
     Conv2d, ConvTranspose2d, conv_output_size, crop_image, grouped, pad_image, per_group, window_slices,
 )
-from . import threads
 from .threads import even_slices, get_num_threads, parallel_map
 
 __all__ = ["FastConv2d", "FastConvTranspose2d", "scratch"]
@@ -198,7 +197,7 @@ def weight_times_columns(weight, x, geometry, bias=None):
     def multiply(piece):
         images, rows = piece
         columns = band_columns(padded[images], geometry, rows)  # (n_piece, G, K, R*OW)
-        result = threads.matmul(weights, columns, out=out_pixels[images, :, :, _pixel_range(rows, geometry.grid[1])])
+        result = np.matmul(weights, columns, out=out_pixels[images, :, :, _pixel_range(rows, geometry.grid[1])])
         if bias is not None:
             result += bias.reshape(groups, out_channels // groups, 1)
 
@@ -257,9 +256,9 @@ def input_gradient(weight, grad_out, geometry):
         images = padded[chunk]
         shape = (images.shape[0], groups, weight_t.shape[1], grad_groups.shape[3])  # (n_chunk, G, K, L)
         if pointwise:
-            threads.matmul(weight_t, grad_groups[chunk], out=images.reshape(shape))
+            np.matmul(weight_t, grad_groups[chunk], out=images.reshape(shape))
             return
-        grad_columns = threads.matmul(weight_t, grad_groups[chunk], out=scratch.empty(shape, grad_out.dtype))
+        grad_columns = np.matmul(weight_t, grad_groups[chunk], out=scratch.empty(shape, grad_out.dtype))
         add_columns(grad_columns, geometry, images)
 
     bytes_per_image = weight_t.shape[1] * groups * grad_groups.shape[3] * grad_out.itemsize
@@ -281,7 +280,7 @@ def weight_gradient(grad_out, x, weight_shape, geometry):
         images, rows = piece
         columns = band_columns(padded[images], geometry, rows)  # (n_piece, G, K, R*OW)
         grad = grad_pixels[images, :, :, _pixel_range(rows, geometry.grid[1])]  # (n_piece, G, O/G, R*OW)
-        return threads.matmul(grad, columns.swapaxes(2, 3)).sum(axis=0)
+        return np.matmul(grad, columns.swapaxes(2, 3)).sum(axis=0)
 
     total = np.zeros((groups, weight_shape[0] // groups, int(np.prod(weight_shape[1:]))), dtype=x.dtype)
     for part in parallel_map(piece_product, conv_pieces(x, geometry)):  # (no pieces for an empty batch)

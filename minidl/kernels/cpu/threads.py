@@ -20,9 +20,11 @@ and gives it back its own count afterwards, so NumPy code outside minidl keeps
 BLAS's threads. Where OpenBLAS cannot be reached (NumPy built on another BLAS),
 minidl's thread count is 1 and everything runs in the caller's thread.
 
-The splits live in the fast kernels: ``conv.py`` (by images, or bands of rows),
-``matmul`` below (by rows or columns), and ``elementwise`` and ``channel_blocks``
-below (blocks of memory, for the ops that only stream through it: ReLU, BatchNorm,
+A product that runs in the caller's thread (a batch of one image, a linear
+layer) is left to BLAS and its own threads, which it has back outside the
+parallel sections. The splits live in the fast kernels: ``conv.py`` (by
+images, or bands of rows), and ``elementwise`` and ``channel_blocks`` below
+(blocks of memory, for the ops that only stream through it: ReLU, BatchNorm,
 pooling and unpooling, resampling, the softmax's exp).
 """
 from __future__ import annotations
@@ -40,7 +42,7 @@ import numpy as np
 
 from ...backend import array_module
 
-__all__ = ["get_num_threads", "set_num_threads", "parallel_map", "matmul", "even_slices", "elementwise", "channel_blocks"]
+__all__ = ["get_num_threads", "set_num_threads", "parallel_map", "even_slices", "elementwise", "channel_blocks"]
 
 
 # --------------------------------------------------------------------------- BLAS's thread count
@@ -199,38 +201,6 @@ def even_slices(size, count):
     count = max(count, 1)
     bounds = [size * i // count for i in range(count + 1)]
     return [slice(start, stop) for start, stop in zip(bounds, bounds[1:]) if stop > start]
-
-
-SPLIT_MIN_MULTIPLY_ADDS = 1 << 18  # below this, handing work to a thread costs more than it saves
-
-
-def matmul(a, b, out=None):
-    """``xp.matmul(a, b, out=out)``; on the CPU, for arrays of 2 or more dimensions, shared among the threads.
-
-    a (..., M, K), b (..., K, N) -> (..., M, N). Each thread multiplies a block
-    of a's rows (or of b's columns, when a has fewer rows than b has columns)
-    into its own part of the result -- what BLAS would do with its threads,
-    which ``parallel_map`` has turned off. Small products stay in one piece.
-    """
-    xp = array_module(a)
-    if (xp is not np or get_num_threads() == 1 or _in_our_thread() or a.ndim < 2 or b.ndim < 2
-            or a.shape[-2] * a.shape[-1] * b.shape[-1] < SPLIT_MIN_MULTIPLY_ADDS
-            or (out is not None and (np.may_share_memory(out, a) or np.may_share_memory(out, b)))):
-        return xp.matmul(a, b, out=out)  # (numpy.matmul copes with an out that overlaps an operand; blocks would not)
-    if out is None:
-        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
-                       dtype=np.result_type(a, b))
-    along_rows = a.shape[-2] >= b.shape[-1]
-    blocks = even_slices(a.shape[-2] if along_rows else b.shape[-1], _threads)
-
-    def multiply(block):
-        if along_rows:
-            np.matmul(a[..., block, :], b, out=out[..., block, :])
-        else:
-            np.matmul(a, b[..., block], out=out[..., block])
-
-    parallel_map(multiply, blocks)
-    return out
 
 
 # --------------------------------------------------------------------------- memory-bound ops in blocks
