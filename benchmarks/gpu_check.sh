@@ -133,8 +133,9 @@ echo "# gpu_check $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD 2>/d
 } > "$RESULTS/env.txt"
 if ! "$PYTHON" -c "import cupy" 2>/dev/null; then
     if ls .whl/cupy*.whl >/dev/null 2>&1; then
-        timeout "$TIME_INSTALL" "$PYTHON" -m pip install -q --no-index --no-deps --target /tmp/gpu_check_site .whl/*.whl \
-            >> "$RESULTS/env.txt" 2>&1 && export PYTHONPATH="$PYTHONPATH:/tmp/gpu_check_site"
+        site="$PWD/benchmarks/.local/gpu_check_site"  # inside the checkout, ignored by git
+        timeout "$TIME_INSTALL" "$PYTHON" -m pip install -q --no-index --no-deps --target "$site" .whl/*.whl \
+            >> "$RESULTS/env.txt" 2>&1 && export PYTHONPATH="$PYTHONPATH:$site"
     else
         cuda_major=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -n 1)
         timeout "$TIME_INSTALL" "$PYTHON" -m pip install -q "cupy-cuda${cuda_major:-12}x" >> "$RESULTS/env.txt" 2>&1
