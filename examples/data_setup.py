@@ -10,6 +10,8 @@ training step only slices them:
     masks   int64   (N, H, W), class index per pixel, minidl.data.VOID (-1) = void
 
 A PreparedSplit is also a dataset (item i = (images[i], masks[i])) for minidl.data.DataLoader.
+It also keeps each mask at its original resolution (``native_masks``) when resizing changed it,
+for scoring the way the papers do (examples/train_segnet.py, ``evaluate``).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class PreparedSplit:
     mean: np.ndarray
     std: np.ndarray
     split: str
+    native_masks: list | None = None  # int8 (H_i, W_i) per image as the files hold it; None if all are (H, W)
 
     def __len__(self):
         return len(self.images)
@@ -103,8 +106,10 @@ def _prepare(dataset, size, mean, std, split):
     if mean is None:  # statistics of the training split, per channel
         mean, std = scaled.mean(axis=(0, 2, 3)), scaled.std(axis=(0, 2, 3)) + 1e-6
     normalised = (scaled - mean[None, :, None, None]) / std[None, :, None, None]
+    resized = any(mask.shape != masks.shape[1:] for mask in dataset.masks)
     return PreparedSplit(normalised.astype(np.float32), masks, tuple(dataset.classes), np.asarray(dataset.palette),
-                         mean.astype(np.float32), std.astype(np.float32), split)
+                         mean.astype(np.float32), std.astype(np.float32), split,
+                         native_masks=list(dataset.masks) if resized else None)
 
 
 def datasets_for(args, eval_split=None, normalisation=None):

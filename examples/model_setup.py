@@ -9,6 +9,8 @@ Three ways to start (``recipe`` in the checkpoint's config):
     lazy           any other --model with --weights FILE holding the whole segmentation network
                    (torchvision's LR-ASPP file, a train_segnet.py checkpoint): everything is loaded and
                    the output layer(s) are replaced when FILE has other classes than the data
+    fine-tune      the lazy recipe with --no-freeze-encoder: every layer trains from the first step,
+                   the pretrained ones at lr * --pretrained-lr-factor
 
 ``--weights`` reads a train_segnet.py checkpoint (``checkpoint_*.npz``: its "model" entry, and its
 config says which SegNet it is and how its inputs were normalised) or a bare state_dict

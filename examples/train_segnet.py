@@ -13,12 +13,14 @@ tutorial ships it (train/, trainannot/, val/, valannot/).
 Transfer learning (examples/model_setup.py): --weights FILE starts from pretrained weights.
     --model oldschool_resnet18 --weights resnet18-f37072fd.pth             # old school: pretrained encoder, new decoder
     --model lazy_segnet --weights runs/camvid/checkpoint_best.npz          # lazy: new output layer for our classes
+    --model lazy_segnet --weights runs/camvid/checkpoint_best.npz --no-freeze-encoder   # fine-tune: all of it trains
 The pretrained part is frozen (--freeze-encoder, the default with --weights) until
---unfreeze-after EPOCHS; whenever it trains (also with --no-freeze-encoder) its learning rate is
-lr * --pretrained-lr-factor.
+--unfreeze-after EPOCHS; whenever it trains (from the first step with --no-freeze-encoder) its
+learning rate is lr * --pretrained-lr-factor.
 
 Writes into --out: metrics.json (final held-out pixel accuracy, mean IoU,
-per-class figures, per-epoch history), curves.png, predictions.png,
+per-class figures -- on MSRC-v2 and CamVid at each label's native resolution, as the papers
+score, and at the training size -- per-epoch history at the training size), curves.png, predictions.png,
 checkpoint_last.npz and checkpoint_best.npz. --resume continues an interrupted
 run from its checkpoint and ends where the uninterrupted run would have; it
 refuses a command whose settings differ from the run's (listing them).
@@ -144,6 +146,9 @@ def parse_args(argv=None):
     parser.add_argument("--train-images", type=positive_int, default=400, help="synthetic only: training scenes")
     parser.add_argument("--val-images", type=positive_int, default=64, help="synthetic only: held-out scenes")
     parser.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
+    parser.add_argument("--eval-flip", action="store_true",
+                        help="evaluate on every image and its mirror, averaging the two logits (test-time "
+                             "augmentation; evaluation takes twice as long)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (needs CuPy)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds data order, augmentation and weights")
     parser.add_argument("--out", help="output folder (default: runs/<dataset>)")
@@ -380,25 +385,58 @@ def train_one_epoch(model, train_set, optimizer, args, run, epoch):
 
 
 @minidl.no_grad()
-def evaluate(model, dataset, args, run, num_classes):
-    """Metrics over a whole split (confusion matrix accumulated over every batch), and the mean loss."""
+def predict_logits(model, images, run, flip=False):
+    """Logits (N, C, H, W) of NumPy images (N, 3, H, W). flip (--eval-flip): averaged with the logits of
+    the mirrored images, mirrored back (test-time augmentation: two looks at every image)."""
+    logits = model_setup.segmentation_logits(model(minidl.tensor(images, device=run.device)))
+    if flip:
+        mirrored = model_setup.segmentation_logits(model(minidl.tensor(images[..., ::-1].copy(), device=run.device)))
+        logits = (logits + mirrored[..., ::-1]) * 0.5
+    return logits
+
+
+def score_at_native_size(metrics, logits, native_masks):
+    """Count each image's prediction against its label at the label's original size, as the papers
+    score (SegNet's CamVid table at 480x360, TextonBoost's MSRC figure at ~320x213): the logits
+    (N, C, h, w) are upsampled bilinearly to each mask's (H_i, W_i), then the argmax is taken."""
+    for i, mask in enumerate(native_masks):
+        upsampled = F.interpolate(logits[i:i + 1], size=mask.shape, mode="bilinear", align_corners=False)
+        metrics.update(upsampled.argmax(1).cpu().numpy(), mask[None])
+
+
+@minidl.no_grad()
+def evaluate(model, dataset, args, run, num_classes, native=False):
+    """Metrics over a whole split (confusion matrices accumulated over every batch), and the mean loss.
+
+    The figures are at the training size (labels resized with nearest, as the model sees them).
+    native: also score at each image's original resolution (``score_at_native_size``), returned
+    under "native", when resizing changed the labels (``dataset.native_masks``).
+    """
     model.eval()
+    native = native and dataset.native_masks is not None
     metrics = SegmentationMetrics(num_classes)
+    native_metrics = SegmentationMetrics(num_classes) if native else None
     total_loss = 0.0
-    for images, masks in DataLoader(dataset, batch_size=args.batch_size, prefetch=0):
-        images, masks = share_of(run, images.numpy(), masks.numpy())
-        if not len(images):  # a short last batch may leave this rank nothing
+    for start in range(0, len(dataset), args.batch_size):
+        (indices,) = share_of(run, np.arange(start, min(start + args.batch_size, len(dataset))))
+        if not len(indices):  # a short last batch may leave this rank nothing
             continue
-        logits = model_setup.segmentation_logits(model(minidl.tensor(images, device=run.device)))
-        y = minidl.tensor(masks, device=run.device)
+        masks = dataset.masks[indices]
+        logits = predict_logits(model, dataset.images[indices], run, flip=args.eval_flip)
         if (masks != VOID).any():
+            y = minidl.tensor(masks, device=run.device)
             total_loss += F.cross_entropy(logits, y, ignore_index=VOID, reduction="sum").item()
         metrics.update(logits.argmax(1).cpu().numpy(), masks)
-    if run.world > 1:  # the whole split's counts: every rank's confusion matrix and loss summed
-        dist.all_reduce(metrics.confusion)
+        if native:
+            score_at_native_size(native_metrics, logits, [dataset.native_masks[i] for i in indices])
+    if run.world > 1:  # the whole split's counts: every rank's confusion matrices and loss summed
+        for counts in [metrics] + ([native_metrics] if native else []):
+            dist.all_reduce(counts.confusion)
         (total_loss,) = sum_over_ranks(total_loss)
     results = metrics.as_dict()
     results["loss"] = total_loss / max(int((dataset.masks != VOID).sum()), 1)
+    if native:
+        results["native"] = native_metrics.as_dict()
     return results
 
 
@@ -452,7 +490,8 @@ def config_of(args, run, train_set):
             "freeze_encoder": args.freeze_encoder, "unfreeze_after": args.unfreeze_after,
             "pretrained_lr_factor": args.pretrained_lr_factor, "class_weights": args.class_weights,
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
-            "weight_decay": args.weight_decay, "crop": args.crop, "flip": not args.no_flip, "seed": args.seed,
+            "weight_decay": args.weight_decay, "crop": args.crop, "flip": not args.no_flip,
+            "eval_flip": args.eval_flip, "seed": args.seed,
             "max_steps": args.max_steps, "train_images": args.train_images if synthetic else None,
             "val_images": args.val_images if synthetic else None}
 
@@ -510,6 +549,8 @@ def main(argv=None):
     check_batch_size(args, train_set)
     num_classes = len(train_set.class_names)
     model, run.recipe = model_setup.build(args.model, num_classes, pretrained)
+    if run.recipe == "lazy" and not args.freeze_encoder:  # the whole pretrained net trains from the first step
+        run.recipe = "fine-tune"
     model.to(run.device)
     if pretrained:
         print(f"{run.recipe}: weights from {pretrained.describe()}", flush=True)
@@ -573,26 +614,39 @@ def main(argv=None):
             print(f"stopping after {args.stop_after} epoch(s); continue with --resume {args.out / 'checkpoint_last.npz'}")
             return val
 
-    final = evaluate(model, val_set, args, run, num_classes)
+    final = evaluate(model, val_set, args, run, num_classes, native=True)
     write_outputs(args, run, model, val_set, final, history, config, time.perf_counter() - started)
     return final
 
 
+def figures_of(results, class_names):
+    """metrics.json's figures of one evaluation: the three headline ratios and the per-class ones."""
+    return {"pixel_accuracy": results["pixel_accuracy"], "mean_iou": results["mean_iou"],
+            "class_average_accuracy": results["class_accuracy"],
+            "per_class": {name: {"accuracy": acc, "iou": iou} for name, acc, iou in
+                          zip(class_names, results["per_class_accuracy"], results["per_class_iou"])}}
+
+
 def write_outputs(args, run, model, dataset, results, history, config, seconds):
+    """metrics.json, curves.png and predictions.png in --out; the final line. When ``results`` holds the
+    figures at native resolution (real datasets), those head metrics.json and the line, and the figures
+    at the training size follow under "at_training_size"."""
     if run.rank != 0:  # one rank writes files
         return
-    summary = {"pixel_accuracy": results["pixel_accuracy"], "mean_iou": results["mean_iou"],
-               "class_average_accuracy": results["class_accuracy"],
-               "per_class": {name: {"accuracy": acc, "iou": iou} for name, acc, iou in
-                             zip(dataset.class_names, results["per_class_accuracy"], results["per_class_iou"])},
+    native = results.get("native")
+    summary = {**figures_of(native or results, dataset.class_names),
+               "resolution": "native" if native else "training size",
+               **({"at_training_size": figures_of(results, dataset.class_names)} if native else {}),
                "history": history, "config": config, "seconds": seconds, "split": getattr(dataset, "split", "val")}
     (args.out / "metrics.json").write_text(json.dumps(summary, indent=2, default=_json_number))
     if history:
         plot_curves(history, args.out / "curves.png")
     save_predictions(model, dataset, run, args.out / "predictions.png")
-    print(f"final {summary['split']}: global (pixel) accuracy {results['pixel_accuracy']:.3f}, class average accuracy "
-          f"{results['class_accuracy']:.3f}, mean IoU {results['mean_iou']:.3f} "
-          f"| {seconds / 60:.1f} min | outputs in {args.out}/")
+    lines = [(summary["resolution"], native or results)] + ([("training size", results)] if native else [])
+    for resolution, figures in lines:
+        print(f"final {summary['split']} at {resolution}: global (pixel) accuracy {figures['pixel_accuracy']:.3f}, "
+              f"class average accuracy {figures['class_accuracy']:.3f}, mean IoU {figures['mean_iou']:.3f}")
+    print(f"{seconds / 60:.1f} min | outputs in {args.out}/", flush=True)
 
 
 def _json_number(value):
@@ -618,7 +672,7 @@ def run_evaluation_only(args, run):
                              "network with --model)", option="--checkpoint")
     model.to(run.device)
     started = time.perf_counter()
-    results = evaluate(model, dataset, args, run, config["num_classes"])
+    results = evaluate(model, dataset, args, run, config["num_classes"], native=True)
     write_outputs(args, run, model, dataset, results, [], config, time.perf_counter() - started)
     return results
 

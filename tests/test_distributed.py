@@ -18,6 +18,7 @@ import pytest
 
 import minidl
 import minidl.distributed as dist
+from tests.helpers import write_msrc
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent / "distributed"
@@ -142,6 +143,25 @@ def test_train_segnet_distributed_follows_the_one_process_run(tmp_path):
     two = minidl.load(tmp_path / "two" / "checkpoint_last.npz")["model"]
     for key in one:
         np.testing.assert_allclose(two[key].numpy(), one[key].numpy(), atol=1e-5, err_msg=key)
+
+
+@needs_mpi
+def test_distributed_native_resolution_scores_sum_every_ranks_images(tmp_path):
+    """The final evaluation at the labels' own size: 5 val images shared 3 + 2, counted once each."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import train_segnet
+
+    root = write_msrc(tmp_path / "msrc", np.random.default_rng(0), val=5)
+    common = ["--data", str(root), "--size", "16", "--model", "pixelwise", "--batch-size", "4", "--epochs", "1",
+              "--optimizer", "sgd", "--lr", "0.01", "--quiet"]
+    single = train_segnet.main(common + ["--out", str(tmp_path / "one")])
+    job = mpiexec(2, ROOT / "examples" / "train_segnet.py", *common, "--out", tmp_path / "two", "--distributed")
+    assert job.returncode == 0, job.stdout + job.stderr
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["resolution"] == "native"
+    for key, returned in [("pixel_accuracy", "pixel_accuracy"), ("mean_iou", "mean_iou")]:
+        assert metrics[key] == pytest.approx(single["native"][returned], abs=1e-3)
+        assert metrics["at_training_size"][key] == pytest.approx(single[returned], abs=1e-3)
 
 
 @needs_mpi

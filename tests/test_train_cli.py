@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import minidl
-from minidl.data import VOID, decode_mask
+from minidl.data import VOID
 from minidl.nn import Conv2d, CrossEntropyLoss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 import predict  # noqa: E402
 import train_segnet  # noqa: E402
 from data_setup import PreparedSplit  # noqa: E402
+from tests.helpers import write_msrc  # noqa: E402
 
 TINY = ["--size", "32", "--train-images", "8", "--val-images", "2", "--batch-size", "4", "--max-steps", "1",
         "--quiet"]
@@ -42,20 +43,6 @@ def bare_state_dict(interrupted, tmp_path_factory):
     path = tmp_path_factory.mktemp("bare") / "weights.npz"
     minidl.save(minidl.load(interrupted)["model"], path)
     return path
-
-
-def write_msrc(root, rng, train=4, val=2, size=(24, 32)):
-    """A tiny MSRC-v2 folder: random photographs, random colour-coded labels (some void), split files."""
-    (root / "Images").mkdir(parents=True)
-    (root / "GroundTruth").mkdir()
-    names = [f"{i}_1_s" for i in range(train + val)]
-    for name in names:
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / "Images" / f"{name}.png")
-        labels = rng.integers(-1, 23, size)
-        Image.fromarray(decode_mask(labels)).save(root / "GroundTruth" / f"{name}_GT.png")
-    (root / "train.txt").write_text("\n".join(names[:train]) + "\n")
-    (root / "val.txt").write_text("\n".join(names[train:]) + "\n")
-    return root
 
 
 # --------------------------------------------------------------------------- --resume

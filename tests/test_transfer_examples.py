@@ -54,10 +54,13 @@ def state_of(path):
 def test_camvid_from_scratch_reports_the_papers_metrics(camvid_run, tmp_path):
     out, results = camvid_run
     metrics = json.loads((out / "metrics.json").read_text())
-    # the papers' three figures: global accuracy, class average accuracy, mean IoU
+    # the papers' three figures: global accuracy, class average accuracy, mean IoU, at the labels' own
+    # 40x30 (the headline) and at the 24x16 training size
+    assert metrics["resolution"] == "native"
     for saved, returned in [("pixel_accuracy", "pixel_accuracy"), ("class_average_accuracy", "class_accuracy"),
                             ("mean_iou", "mean_iou")]:
-        assert 0.0 <= metrics[saved] <= 1.0 and metrics[saved] == pytest.approx(results[returned])
+        assert 0.0 <= metrics[saved] <= 1.0 and metrics[saved] == pytest.approx(results["native"][returned])
+        assert metrics["at_training_size"][saved] == pytest.approx(results[returned])
     assert set(metrics["per_class"]) == set(CAMVID_CLASSES)
     config = metrics["config"]
     assert config["size"] == "24x16" and config["class_weights"] == "median" and config["recipe"] == "from scratch"
@@ -114,6 +117,23 @@ def test_lazy_with_unfreeze_after_resumes_like_an_uninterrupted_run(camvid_run, 
 
 
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def test_fine_tune_trains_every_layer_from_the_first_step_the_pretrained_ones_slower(camvid_run, tmp_path):
+    camvid = camvid_run[0] / "checkpoint_last.npz"
+    train_segnet.main(TINY + ["--model", "lazy_segnet", "--weights", str(camvid), "--no-freeze-encoder",
+                              "--size", "32", "--epochs", "1", "--out", str(tmp_path)])
+    checkpoint = minidl.load(tmp_path / "checkpoint_last.npz")
+    assert json.loads(checkpoint["config"])["recipe"] == "fine-tune"
+    pretrained, trained = state_of(camvid), state_of(tmp_path / "checkpoint_last.npz")
+    assert trained["classifier.weight"].shape[0] == 23  # a new head for the scenes' classes
+    changed = [key for key, value in pretrained.items() if not key.startswith("classifier.")
+               and not key.endswith(BN_BUFFERS) and not np.array_equal(trained[key], value)]
+    assert "encoders.0.0.0.weight" in changed and len(changed) == len(pretrained) - 2 - 8 * 3  # all of it trained
+    groups = checkpoint["optimizer"]["param_groups"]
+    assert float(groups[1]["lr"]) == pytest.approx(0.1 * float(groups[0]["lr"]))
+    history = json.loads((tmp_path / "metrics.json").read_text())["history"]
+    assert history[0]["trainable_parameters"] == sum(v.size for k, v in trained.items() if not k.endswith(BN_BUFFERS))
 
 
 def test_compare_runs_tables_when_each_run_reached_the_first_ones_accuracy(tmp_path):
