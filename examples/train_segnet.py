@@ -121,9 +121,10 @@ def parse_args(argv=None):
                              "with lr * --pretrained-lr-factor")
     parser.add_argument("--pretrained-lr-factor", type=non_negative_float, default=0.1,
                         help="with --weights: the pretrained part's learning rate is lr times this")
-    parser.add_argument("--class-weights", choices=["none", "median"], default="none",
+    parser.add_argument("--class-weights", choices=["none", "median", "sqrt_median"], default="none",
                         help="median: weight the loss by median frequency balancing of the training split's "
-                             "classes (as SegNet on CamVid), so rare classes count more")
+                             "classes (as SegNet on CamVid), so rare classes count more; sqrt_median: the square "
+                             "roots of those weights, half as far from 1 on a log scale (a milder balance)")
     parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="ask malloc to keep the memory a training step frees for the next step "
                              "(minidl.keep_freed_memory(): no page faults on every step's fresh arrays; "
@@ -522,11 +523,12 @@ def read_resume_checkpoint(path):
                                        f"new run from these weights, use --weights {path}")
 
 
-def set_class_weights(run, train_set, num_classes):
-    """--class-weights median: rare classes weigh more in the loss (SegNet's CamVid recipe)."""
-    run.class_weights = median_frequency_weights(train_set.masks, num_classes)
+def set_class_weights(run, train_set, num_classes, kind):
+    """--class-weights median or sqrt_median: rare classes weigh more in the loss (SegNet's CamVid recipe)."""
+    weights = median_frequency_weights(train_set.masks, num_classes)
+    run.class_weights = np.sqrt(weights) if kind == "sqrt_median" else weights
     run.criterion = CrossEntropyLoss(weight=minidl.tensor(run.class_weights, device=run.device), ignore_index=VOID)
-    print("median frequency class weights: " + ", ".join(
+    print(f"{kind.replace('_', ' ')} frequency class weights: " + ", ".join(
         f"{name} {w:.2f}" for name, w in zip(train_set.class_names, run.class_weights)), flush=True)
 
 
@@ -556,8 +558,8 @@ def main(argv=None):
         print(f"{run.recipe}: weights from {pretrained.describe()}", flush=True)
     elif isinstance(model, OldSchool):
         print(f"{args.model} without --weights: its encoder starts from random weights", flush=True)
-    if args.class_weights == "median":
-        set_class_weights(run, train_set, num_classes)
+    if args.class_weights != "none":
+        set_class_weights(run, train_set, num_classes, args.class_weights)
     trained = model  # what the training steps call
     if args.distributed:  # BatchNorm statistics over all ranks' images; gradients averaged in backward
         model = SyncBatchNorm.convert_sync_batchnorm(model)  # same parameter names: checkpoints unchanged

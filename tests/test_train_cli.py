@@ -282,3 +282,17 @@ def test_example_docstrings_use_a_placeholder_not_a_path_of_this_machine():
     for path in (ROOT / "examples").glob("*.py"):
         assert "shared/data" not in path.read_text(), path.name
     assert "--data PATH/TO/MSRC_v2" in train_segnet.__doc__
+
+
+def test_sqrt_median_class_weights_are_the_square_roots_of_the_median_ones(capsys):
+    masks = np.array([[[0, 0, 0, 1]], [[0, 0, 2, VOID]]])
+    split = PreparedSplit(np.zeros((2, 3, 1, 4), np.float32), masks, ("a", "b", "c"), np.zeros((3, 3), np.uint8),
+                          np.zeros(3), np.ones(3), "train")
+    median, milder = (train_segnet.Run("synthetic", "cpu") for _ in range(2))
+    train_segnet.set_class_weights(median, split, 3, "median")
+    train_segnet.set_class_weights(milder, split, 3, "sqrt_median")
+    # freq: a 5/8, b 1/4, c 1/4; median 1/4 -> weights 0.4, 1, 1
+    np.testing.assert_allclose(median.class_weights, [0.4, 1, 1], rtol=1e-6)
+    np.testing.assert_allclose(milder.class_weights, np.sqrt([0.4, 1, 1]), rtol=1e-6)
+    np.testing.assert_allclose(milder.criterion.weight.numpy(), milder.class_weights)
+    assert "sqrt median frequency class weights: a 0.63, b 1.00, c 1.00" in capsys.readouterr().out
