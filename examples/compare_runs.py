@@ -5,6 +5,9 @@
 
 The target accuracy ("reached at") is the first run's final one unless --target says otherwise: the
 transfer-learning question is how soon a pretrained start gets where training from scratch ends.
+The per-epoch figures are at the training size, so the target is the first run's final figure at the
+training size; the final columns are metrics.json's headline, scored at the resolution the table names
+(native: each label's original size, see train_segnet.py's evaluate).
 --also adds columns for other accuracies (e.g. --also 0.6).
 Writes OUT.md (the table) and OUT.png (the curves) and prints the table.
 """
@@ -63,14 +66,15 @@ def row(label, metrics, targets):
     when = " | ".join(when_reached(history, target) for target in targets)
     config = metrics["config"]
     return (f"| {label} | {config['model']} | {trainable} | {step} | {when} | {metrics['pixel_accuracy']:.1%} "
-            f"| {metrics['mean_iou']:.3f} | {metrics['class_average_accuracy']:.1%} | {len(history)} "
+            f"| {metrics['mean_iou']:.3f} | {metrics['class_average_accuracy']:.1%} "
+            f"| {metrics.get('resolution', 'training size')} | {len(history)} "
             f"| {metrics['seconds'] / 60:.1f} |")
 
 
 def table(runs, targets):
     reached = " | ".join(f"reached {target:.1%} at" for target in targets)
     header = (f"| run | model | trainable parameters | s/step (median) | {reached} | val pixel acc | mIoU "
-              "| class avg | epochs | minutes |")
+              "| class avg | scored at | epochs | minutes |")
     rows = [row(label, metrics, targets) for label, metrics in runs.items()]
     return "\n".join([header, "|" + "---|" * (header.count("|") - 1)] + rows)
 
@@ -86,7 +90,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     runs = dict(read_run(spec) for spec in args.runs)
     first_label, first = next(iter(runs.items()))
-    target = args.target if args.target is not None else first["pixel_accuracy"]
+    target = args.target if args.target is not None else first.get("at_training_size", first)["pixel_accuracy"]
     text = table(runs, [target] + args.also)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -154,7 +154,7 @@ def test_compare_runs_tables_when_each_run_reached_the_first_ones_accuracy(tmp_p
         first = next((h for h in metrics["history"] if h["val_pixel_accuracy"] >= target), None)
         outcomes.append(first is not None)
         assert (f"epoch {first['epoch']}, " if first else f"not in {len(metrics['history'])} epochs (best") in line
-        assert f"{metrics['pixel_accuracy']:.1%}" in line and f"| {len(metrics['history'])} |" in line
+        assert f"{metrics['pixel_accuracy']:.1%}" in line and f"| training size | {len(metrics['history'])} |" in line
     assert outcomes == [True, False]  # both branches of the table were checked
     assert Image.open(tmp_path / "cmp.png").size == (960, 320) and (tmp_path / "cmp.md").read_text() == text + "\n"
     unreachable = compare_runs.main([str(runs["first"]), "--target", "1.01", "--also", "0", "--out",
@@ -163,6 +163,21 @@ def test_compare_runs_tables_when_each_run_reached_the_first_ones_accuracy(tmp_p
     assert "| not in 3 epochs (best" in unreachable and "| epoch 1, " in unreachable
     with pytest.raises(SystemExit, match="metrics.json"):
         compare_runs.main([str(tmp_path / "missing")])
+
+
+def test_compare_runs_aims_at_the_first_runs_training_size_figure_and_names_the_resolution(tmp_path):
+    import compare_runs
+    history = [{"epoch": e, "val_pixel_accuracy": acc, "elapsed_seconds": 60.0 * e, "seconds_per_step": 1.0,
+                "trainable_parameters": 10} for e, acc in [(1, 0.5), (2, 0.7)]]
+    metrics = {"pixel_accuracy": 0.75, "mean_iou": 0.4, "class_average_accuracy": 0.6, "resolution": "native",
+               "at_training_size": {"pixel_accuracy": 0.7}, "history": history, "config": {"model": "m"},
+               "seconds": 130.0}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(metrics))
+    text = compare_runs.main([f"a={tmp_path / 'run'}", "--out", str(tmp_path / "cmp")])
+    # the history is at the training size: its 70.0% is reached at epoch 2 (the native 75.0% never would be)
+    assert "reached 70.0% at" in text and "| epoch 2, 2.0 min |" in text
+    assert "| 75.0% | 0.400 | 60.0% | native | 2 | 2.2 |" in text
 
 
 def save_as_pth(model, path):
