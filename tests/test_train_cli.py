@@ -296,3 +296,13 @@ def test_sqrt_median_class_weights_are_the_square_roots_of_the_median_ones(capsy
     np.testing.assert_allclose(milder.class_weights, np.sqrt([0.4, 1, 1]), rtol=1e-6)
     np.testing.assert_allclose(milder.criterion.weight.numpy(), milder.class_weights)
     assert "sqrt median frequency class weights: a 0.63, b 1.00, c 1.00" in capsys.readouterr().out
+
+
+def test_camvid_balances_its_classes_by_default_and_the_others_do_not(tmp_path):
+    (tmp_path / "camvid" / "trainannot").mkdir(parents=True)
+    (tmp_path / "msrc" / "Images").mkdir(parents=True)
+    (tmp_path / "msrc" / "GroundTruth").mkdir()
+    assert train_segnet.parse_args(["--data", str(tmp_path / "camvid")]).class_weights == "sqrt_median"
+    assert train_segnet.parse_args(["--data", str(tmp_path / "camvid"), "--class-weights", "none"]).class_weights == "none"
+    assert train_segnet.parse_args(["--data", str(tmp_path / "msrc")]).class_weights == "none"
+    assert train_segnet.parse_args([]).class_weights == "none"
