@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import minidl.nn as nn
+import minidl.nn.functional as F
 from minidl.models import MODELS, build_model, freeze_pretrained, replace_head, trained_from_scratch
 from minidl.models.torchvision import IMAGENET_MEAN, IMAGENET_STD
 from minidl.models.transfer import OldSchool, head_modules
@@ -166,6 +167,15 @@ def segmentation_logits(output):
     return output["out"] if isinstance(output, dict) else output
 
 
+def labels_at(logits, size):
+    """NumPy class labels (N, H, W) at ``size`` (H, W) from logits (N, C, h, w) at the model's size: the
+    logits upsampled bilinearly (half-pixel centres, as PyTorch's align_corners=False), then the argmax.
+    How a prediction is brought to an image's original size, for scoring and for predict.py's masks."""
+    if tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+    return logits.argmax(1).cpu().numpy()
+
+
 __all__ = ["MODEL_CHOICES", "Pretrained", "build", "is_checkpoint", "is_state_dict", "load_weights",
-           "parameter_groups", "read_checkpoint", "read_weights", "resolve_model_name", "segmentation_logits",
+           "labels_at", "parameter_groups", "read_checkpoint", "read_weights", "resolve_model_name", "segmentation_logits",
            "set_frozen"]

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minidl  # noqa: E402
 from data_setup import size_hw  # noqa: E402  (examples/data_setup.py)
-from model_setup import read_checkpoint, segmentation_logits  # noqa: E402  (examples/model_setup.py)
-from minidl.data.transforms import resize_image, resize_nearest  # noqa: E402
+from model_setup import labels_at, read_checkpoint, segmentation_logits  # noqa: E402  (examples/model_setup.py)
+from minidl.data.transforms import resize_image  # noqa: E402
 from minidl.models import build_model  # noqa: E402
 from minidl.visualize import colourise, overlay  # noqa: E402
 
@@ -52,8 +52,8 @@ def main(argv=None):
     normalised = (resized - np.asarray(config["mean"], np.float32)) / np.asarray(config["std"], np.float32)
     batch = minidl.tensor(normalised.transpose(2, 0, 1)[None].copy(), device=args.device)
     with minidl.no_grad():
-        labels = segmentation_logits(model(batch)).argmax(1).cpu().numpy()[0]
-    labels = resize_nearest(labels, photo.shape[:2])  # back to the photo's own size
+        # back to the photo's own size as the evaluation scores: logits upsampled, then the argmax
+        labels = labels_at(segmentation_logits(model(batch)), photo.shape[:2])[0]
 
     palette = np.asarray(config["palette"], np.uint8)
     out = Path(args.out) if args.out else Path(args.image).parent

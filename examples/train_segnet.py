@@ -405,8 +405,7 @@ def score_at_native_size(metrics, logits, native_masks):
     score (SegNet's CamVid table at 480x360, TextonBoost's MSRC figure at ~320x213): the logits
     (N, C, h, w) are upsampled bilinearly to each mask's (H_i, W_i), then the argmax is taken."""
     for i, mask in enumerate(native_masks):
-        upsampled = F.interpolate(logits[i:i + 1], size=mask.shape, mode="bilinear", align_corners=False)
-        metrics.update(upsampled.argmax(1).cpu().numpy(), mask[None])
+        metrics.update(model_setup.labels_at(logits[i:i + 1], mask.shape), mask[None])
 
 
 @minidl.no_grad()
