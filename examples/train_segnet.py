@@ -92,6 +92,19 @@ positive_int = _checked(int, lambda n: n > 0, "a positive integer")
 non_negative_int = _checked(int, lambda n: n >= 0, "an integer >= 0")
 positive_float = _checked(float, lambda x: math.isfinite(x) and x > 0, "a positive number")
 non_negative_float = _checked(float, lambda x: math.isfinite(x) and x >= 0, "a number >= 0")
+unit_interval = _checked(float, lambda x: 0 <= x <= 1, "a number in [0, 1]")
+
+
+def _scale_range(text):
+    """ "LOW,HIGH" -> (low, high) floats, or None when that is not what the text holds."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        return None
+    low, high = map(float, parts)  # ValueError -> refused by _checked
+    return (low, high) if 0 < low <= high and math.isfinite(high) else None
+
+
+parse_scale_range = _checked(_scale_range, lambda r: r is not None, "LOW,HIGH with 0 < LOW <= HIGH (e.g. 0.75,1.25)")
 
 
 def parse_args(argv=None):
@@ -151,6 +164,12 @@ def parse_args(argv=None):
     parser.add_argument("--train-images", type=positive_int, default=400, help="synthetic only: training scenes")
     parser.add_argument("--val-images", type=positive_int, default=64, help="synthetic only: held-out scenes")
     parser.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
+    parser.add_argument("--random-scale", type=parse_scale_range, metavar="LOW,HIGH",
+                        help="zoom each training image by a random factor in [LOW, HIGH] before its crop window "
+                             "(e.g. 0.75,1.25; zoomed-out images are padded with void)")
+    parser.add_argument("--color-jitter", type=unit_interval, default=0.0, metavar="STRENGTH",
+                        help="random brightness, contrast and saturation factors in [1 - STRENGTH, 1 + STRENGTH] "
+                             "(e.g. 0.2; 0 = off)")
     parser.add_argument("--eval-flip", action="store_true",
                         help="evaluate on every image and its mirror, averaging the two logits (test-time "
                              "augmentation; evaluation takes twice as long)")
@@ -295,19 +314,32 @@ def training_batches(train_set, args, epoch):
     """This epoch's shuffled, augmented batches: NumPy images (N, 3, H, W) and masks (N, H, W).
 
     One generator, seeded by (--seed, epoch), draws the DataLoader's order and then every batch's
-    random crops and flips, so a resumed run repeats this epoch exactly. The transforms take the
-    whole batch, each image its own window and coin, the mask moved with it. Cropping a slightly
-    larger resized image is a cheap scale augmentation: objects appear at shifted positions and the
-    net never sees the same framing twice. The ragged last batch is dropped: every step sees
+    random zooms, crops, flips and colour factors, so a resumed run repeats this epoch exactly. The
+    transforms take the whole batch, each image its own draws, the mask moved with it. Cropping a
+    slightly larger resized image is a cheap scale augmentation (objects appear at shifted positions
+    and the net never sees the same framing twice); --random-scale also changes their size, and
+    --color-jitter their lighting and colour. The ragged last batch is dropped: every step sees
     --batch-size images.
     """
     rng = np.random.default_rng([args.seed, epoch])
-    augment = T.Compose(([T.RandomCrop(args.crop, seed=rng)] if args.crop else [])
-                        + ([] if args.no_flip else [T.RandomHorizontalFlip(seed=rng)]))
+    if args.random_scale:  # zoom, then the --crop window (or the whole --size)
+        framing = [T.RandomScaleCrop(args.crop or size_hw(args.size), scale=args.random_scale, seed=rng)]
+    else:
+        framing = [T.RandomCrop(args.crop, seed=rng)] if args.crop else []
+    flip = [] if args.no_flip else [T.RandomHorizontalFlip(seed=rng)]
+    strength = args.color_jitter  # the arrays are normalised: the jitter undoes and redoes that
+    colour = [T.ColorJitter(strength, strength, strength, train_set.mean, train_set.std, seed=rng)] if strength else []
+    augment = T.Compose(framing + flip + colour)
     # prefetch=0: the splits are arrays in memory already, a batch costs one copy
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, seed=rng, prefetch=0)
     for images, masks in loader:
         yield augment(images.numpy(), masks.numpy())
+
+
+def augmentation_text(args):
+    """The header's words for --random-scale and --color-jitter ("" when both are off)."""
+    scale = f", zoomed x{args.random_scale[0]:g}-{args.random_scale[1]:g}" if args.random_scale else ""
+    return scale + (f", colour jitter {args.color_jitter:g}" if args.color_jitter else "")
 
 
 def check_batch_size(args, train_set):
@@ -495,15 +527,21 @@ def config_of(args, run, train_set):
             "pretrained_lr_factor": args.pretrained_lr_factor, "class_weights": args.class_weights,
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
             "weight_decay": args.weight_decay, "crop": args.crop, "flip": not args.no_flip,
-            "eval_flip": args.eval_flip, "seed": args.seed,
+            "random_scale": args.random_scale, "color_jitter": args.color_jitter, "eval_flip": args.eval_flip, "seed": args.seed,
             "max_steps": args.max_steps, "train_images": args.train_images if synthetic else None,
             "val_images": args.val_images if synthetic else None}
+
+
+# settings that checkpoints of earlier releases do not record, with the value that those runs had
+SETTINGS_ADDED_LATER = {"eval_flip": False, "random_scale": None, "color_jitter": 0.0}
 
 
 def check_resume_matches(path, saved, current):
     """Stop, listing every setting where the checkpoint's run and this command differ: continuing under
     other settings would silently make one run out of two (a schedule that climbs back up, ...)."""
     current = json.loads(json.dumps(current))  # as the checkpoint's config, which went through JSON
+    # a setting added after the checkpoint was written: its run had it off
+    saved = {**SETTINGS_ADDED_LATER, **saved}
     missing = object()
     differences = [f"  {key}: {'not recorded' if saved.get(key, missing) is missing else repr(saved[key])} in the "
                    f"checkpoint, {value!r} in this command"
@@ -587,7 +625,8 @@ def main(argv=None):
     height, width = size_hw(args.size)
     print(f"{args.model}: {parameters:,} parameters | data: {describe_data(args.data)['name']} "
           f"({len(train_set)} train, {len(val_set)} val, {width}x{height}"
-          f"{f', random {args.crop}x{args.crop} crops' if args.crop else ''}) | {args.optimizer} lr={args.lr} "
+          f"{f', random {args.crop}x{args.crop} crops' if args.crop else ''}{augmentation_text(args)}) "
+          f"| {args.optimizer} lr={args.lr} "
           f"| {args.epochs} epochs of batch {args.batch_size} on {run.device}"
           + (f" ({run.world} ranks of {args.batch_size // run.world} images)" if args.distributed else ""), flush=True)
 

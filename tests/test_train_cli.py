@@ -63,7 +63,8 @@ def test_resume_lists_every_setting_that_differs(interrupted, tmp_path):
     (["--optimizer", "sgd"], "optimizer"), (["--weight-decay", "0.01"], "weight_decay"), (["--crop", "24"], "crop"),
     (["--no-flip"], "flip"), (["--seed", "1"], "seed"), (["--size", "48"], "size"), (["--model", "pixelwise"], "model"),
     (["--train-images", "12"], "train_images"), (["--max-steps", "2"], "max_steps"),
-    (["--class-weights", "median"], "class_weights"),
+    (["--class-weights", "median"], "class_weights"), (["--random-scale", "0.8,1.2"], "random_scale"),
+    (["--color-jitter", "0.2"], "color_jitter"),
 ])
 def test_resume_refuses_each_setting_that_changes_training(interrupted, tmp_path, change, key):
     with pytest.raises(SystemExit, match=rf"\n  {key}: .* in the checkpoint, .* in this command\n"):
@@ -77,6 +78,19 @@ def test_resume_from_a_checkpoint_that_does_not_record_a_setting_is_refused(inte
     minidl.save({**state, "config": json.dumps(config)}, tmp_path / "old.npz")
     with pytest.raises(SystemExit, match=r"epochs: not recorded in the checkpoint, 2 in this command"):
         train_segnet.main(TINY + ["--epochs", "2", "--out", str(tmp_path), "--resume", str(tmp_path / "old.npz")])
+
+
+def test_resume_takes_settings_added_after_the_checkpoint_as_off(interrupted, tmp_path):
+    state = minidl.load(interrupted)
+    config = json.loads(state["config"])
+    for key in train_segnet.SETTINGS_ADDED_LATER:
+        del config[key]  # as a checkpoint written before these options existed
+    minidl.save({**state, "config": json.dumps(config)}, tmp_path / "old.npz")
+    with pytest.raises(SystemExit, match=r"\n  color_jitter: 0.0 in the checkpoint, 0.3 in this command\n"):
+        train_segnet.main(TINY + ["--epochs", "2", "--out", str(tmp_path / "a"), "--resume", str(tmp_path / "old.npz"),
+                                  "--color-jitter", "0.3"])
+    train_segnet.main(TINY + ["--epochs", "2", "--out", str(tmp_path / "b"), "--resume", str(tmp_path / "old.npz")])
+    assert len(json.loads((tmp_path / "b" / "metrics.json").read_text())["history"]) == 2
 
 
 # --------------------------------------------------------------------------- bare state_dicts
@@ -113,6 +127,11 @@ def test_predict_refuses_a_bare_state_dict_with_what_to_use_instead(bare_state_d
     ("--seed", "-1", "an integer >= 0"), ("--train-images", "0", "a positive integer"),
     ("--val-images", "0", "a positive integer"), ("--max-steps", "0", "a positive integer"),
     ("--stop-after", "0", "a positive integer"), ("--unfreeze-after", "0", "a positive integer"),
+    ("--color-jitter", "1.5", "a number in [0, 1]"), ("--color-jitter", "nan", "a number in [0, 1]"),
+    ("--random-scale", "1.2,0.8", "LOW,HIGH with 0 < LOW <= HIGH (e.g. 0.75,1.25)"),
+    ("--random-scale", "0,1", "LOW,HIGH with 0 < LOW <= HIGH (e.g. 0.75,1.25)"),
+    ("--random-scale", "1.2", "LOW,HIGH with 0 < LOW <= HIGH (e.g. 0.75,1.25)"),
+    ("--random-scale", "a,b", "LOW,HIGH with 0 < LOW <= HIGH (e.g. 0.75,1.25)"),
 ])
 def test_nonsense_values_are_argparse_errors_naming_the_option(option, value, expected, capsys):
     with pytest.raises(SystemExit) as stopped:
@@ -203,7 +222,7 @@ def test_the_dataloader_and_transforms_give_the_batches_the_example_drew_before(
     rng = np.random.default_rng(1)
     split = PreparedSplit(rng.standard_normal((11, 3, 8, 10)).astype(np.float32), rng.integers(-1, 5, (11, 8, 10)),
                           ("a",) * 5, np.zeros((5, 3), np.uint8), np.zeros(3), np.ones(3), "train")
-    args = argparse.Namespace(seed=3, batch_size=4, crop=crop, no_flip=not flip)
+    args = argparse.Namespace(seed=3, batch_size=4, crop=crop, no_flip=not flip, random_scale=None, color_jitter=0.0)
     for epoch in range(2):
         ours = list(train_segnet.training_batches(split, args, epoch))
         theirs = list(as_the_example_drew_them(split, 4, 3, epoch, crop, flip))
@@ -211,6 +230,37 @@ def test_the_dataloader_and_transforms_give_the_batches_the_example_drew_before(
         for (images, masks), (expected_images, expected_masks) in zip(ours, theirs):
             np.testing.assert_array_equal(images, expected_images)
             np.testing.assert_array_equal(masks, expected_masks)
+
+
+def test_random_scale_and_colour_jitter_reach_the_batches_and_leave_the_masks_aligned():
+    rng = np.random.default_rng(2)
+    mean, std = np.array([0.4, 0.5, 0.6], np.float32), np.array([0.2, 0.3, 0.25], np.float32)
+    unit = rng.random((8, 3, 12, 12)).astype(np.float32)
+    split = PreparedSplit((unit - mean[:, None, None]) / std[:, None, None], rng.integers(0, 5, (8, 12, 12)),
+                          ("a",) * 5, np.zeros((5, 3), np.uint8), mean, std, "train")
+    plain = argparse.Namespace(seed=0, batch_size=4, crop=8, no_flip=True, random_scale=None, color_jitter=0.0,
+                               size=12)
+    zoomed = argparse.Namespace(**{**vars(plain), "random_scale": (0.5, 0.5)})
+    jittered = argparse.Namespace(**{**vars(plain), "color_jitter": 0.5})
+    for images, masks in train_segnet.training_batches(split, zoomed, 0):
+        # 12 px at half size is 6 px, padded to the 8-px window: void around, and the image's fill there
+        assert images.shape == (4, 3, 8, 8) and ((masks >= 0).sum(axis=(1, 2)) == 36).all()
+        assert (images.transpose(0, 2, 3, 1)[masks == VOID] == 0).all()
+    # the first batches share their draws up to the colour factors (later ones draw after them)
+    images, masks = next(train_segnet.training_batches(split, plain, 0))
+    same_images, same_masks = next(train_segnet.training_batches(split, jittered, 0))
+    np.testing.assert_array_equal(masks, same_masks)  # colour moves no pixel
+    assert not np.allclose(images, same_images)
+    back = same_images * std[:, None, None] + mean[:, None, None]  # normalised as the split was
+    assert back.min() >= -1e-5 and back.max() <= 1 + 1e-5
+
+
+def test_the_run_says_and_records_its_augmentation(tmp_path, capsys):
+    train_segnet.main(TINY + ["--epochs", "1", "--random-scale", "0.75,1.25", "--color-jitter", "0.2",
+                              "--out", str(tmp_path)])
+    assert "zoomed x0.75-1.25, colour jitter 0.2)" in capsys.readouterr().out
+    config = json.loads((tmp_path / "metrics.json").read_text())["config"]
+    assert config["random_scale"] == [0.75, 1.25] and config["color_jitter"] == 0.2
 
 
 # --------------------------------------------------------------------------- the training step

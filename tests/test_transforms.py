@@ -213,3 +213,105 @@ def test_batches_of_mismatched_shapes_are_rejected_with_the_shapes():
         T.RandomHorizontalFlip()(np.zeros((1, 2, 3, 4, 4)), np.zeros((1, 2, 4, 4)))
     with pytest.raises(ValueError, match=r"Resize: expected a mask of shape \(H, W\)"):  # items only
         T.Resize(2)(np.zeros((2, 3, 4, 4)), np.zeros((2, 4, 4)))
+
+
+# --------------------------------------------------------------------------- scale and colour augmentation
+def test_random_scale_crop_zooms_each_item_by_its_own_drawn_factor():
+    images, masks = coordinate_batch(4, 40, 60)
+    out_images, out_masks = T.RandomScaleCrop((10, 12), scale=(0.5, 2.0), seed=3)(images, masks)
+    assert out_images.shape == (4, 3, 10, 12) and out_masks.shape == (4, 10, 12)
+    factors = np.random.default_rng(3).uniform(0.5, 2.0, 4)  # the zooms are drawn first, for the batch
+    assert len(set(np.round(factors, 2))) == 4
+    for i, factor in enumerate(factors):
+        assert (out_masks[i] >= 0).all()  # 40x60 zoomed by 0.5 or more still covers the window
+        rows, cols = np.divmod(out_masks[i] - i * 40 * 60, 60)
+        # the window's 12 columns span about 11 / factor source columns (nearest: within a pixel)
+        assert abs((cols[0, -1] - cols[0, 0]) - 11 / factor) <= 1
+        assert abs((rows[-1, 0] - rows[0, 0]) - 9 / factor) <= 1
+
+
+def test_random_scale_crop_is_a_zoom_then_a_padded_random_crop():
+    images, masks = coordinate_batch(3, 9, 11)
+    out_images, out_masks = T.RandomScaleCrop((4, 5), scale=(0.7, 1.6), seed=7)(images, masks)
+    rng = np.random.default_rng(7)
+    factors = rng.uniform(0.7, 1.6, 3)
+    crop = T.RandomCrop((4, 5), pad_if_needed=True, seed=rng)  # then one window per item, item by item
+    for i, factor in enumerate(factors):
+        size = round(9 * factor), round(11 * factor)
+        expected = crop(T.resize_image(images[i], size), T.resize_nearest(masks[i], size))
+        np.testing.assert_array_equal(out_images[i], expected[0])
+        np.testing.assert_array_equal(out_masks[i], expected[1])
+    small_images, small_masks = T.RandomScaleCrop(9, scale=(0.5, 0.5), seed=0)(images, masks)
+    # 9x11 at half size is 4x6 (rounded), padded to 9x9: void in the mask, the fill (0) in the image
+    padding = small_masks == -1
+    assert (small_images.transpose(0, 2, 3, 1)[padding] == 0).all()
+    assert ((~padding).sum(axis=(1, 2)) == 4 * 6).all()
+
+
+def test_random_scale_crop_keeps_labels_under_their_pixels():
+    image, mask = coordinate_pair(24, 32, "chw")
+    out_image, out_mask = T.RandomScaleCrop(16, scale=(0.6, 1.7), seed=11)(image, mask)
+    labelled = out_mask >= 0
+    source_row, source_col = np.divmod(out_mask[labelled], 32)
+    # bilinear image vs nearest mask: within the interpolation kernel's reach (as for Resize)
+    assert np.abs(out_image[0][labelled] - 1 - source_row).max() <= 2.5
+    assert np.abs(out_image[1][labelled] - 1 - source_col).max() <= 2.5
+
+
+def test_random_scale_crop_rejects_bad_scales():
+    with pytest.raises(ValueError, match=r"RandomScaleCrop: scale must be \(low, high\) with 0 < low <= high, got \(1.5, 1.0\)"):
+        T.RandomScaleCrop(8, scale=(1.5, 1.0))
+    with pytest.raises(ValueError, match="0 < low"):
+        T.RandomScaleCrop(8, scale=(0, 1))
+
+
+def torchvision_style_jitter(image, b, c, s):
+    """The same jitter written per image, pixel by pixel in [0, 1] HWC: the formulas of ColorJitter's docstring."""
+    gray = lambda x: 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]  # noqa: E731
+    x = np.clip(image * b, 0, 1)
+    x = np.clip(c * x + (1 - c) * gray(x).mean(), 0, 1)
+    return np.clip(s * x + (1 - s) * gray(x)[..., None], 0, 1)
+
+
+@pytest.mark.parametrize("layout", ["chw", "hwc"])
+def test_color_jitter_follows_its_formulas_with_one_factor_per_item(layout):
+    rng = np.random.default_rng(0)
+    images = rng.random((5, 6, 7, 3)).astype(np.float32)
+    masks = rng.integers(-1, 4, (5, 6, 7))
+    given = images.transpose(0, 3, 1, 2).copy() if layout == "chw" else images
+    original = given.copy()
+    out_images, out_masks = T.ColorJitter(0.4, 0.3, 0.5, seed=5)(given, masks)
+    draws = np.random.default_rng(5)
+    b, c, s = (draws.uniform(1 - x, 1 + x, 5) for x in (0.4, 0.3, 0.5))
+    out_hwc = out_images.transpose(0, 2, 3, 1) if layout == "chw" else out_images
+    for i in range(5):
+        np.testing.assert_allclose(out_hwc[i], torchvision_style_jitter(images[i], b[i], c[i], s[i]), atol=1e-6)
+    np.testing.assert_array_equal(out_masks, masks)
+    np.testing.assert_array_equal(given, original)  # the dataset's arrays stay untouched
+    assert out_images.dtype == np.float32 and out_images.shape == given.shape
+
+
+def test_color_jitter_on_normalised_images_undoes_and_redoes_the_normalisation():
+    rng = np.random.default_rng(1)
+    unit = rng.random((3, 3, 5, 5)).astype(np.float32)
+    mean, std = np.array([0.4, 0.5, 0.6], np.float32), np.array([0.2, 0.25, 0.3], np.float32)
+    normalised = (unit - mean[:, None, None]) / std[:, None, None]
+    masks = np.zeros((3, 5, 5), np.int64)
+    jittered_unit, _ = T.ColorJitter(0.3, 0.3, 0.3, seed=2)(unit, masks)
+    jittered_normalised, _ = T.ColorJitter(0.3, 0.3, 0.3, mean=mean, std=std, seed=2)(normalised, masks)
+    np.testing.assert_allclose(jittered_normalised, (jittered_unit - mean[:, None, None]) / std[:, None, None], atol=1e-5)
+    # strength 0 changes nothing
+    np.testing.assert_allclose(T.ColorJitter(mean=mean, std=std)(normalised, masks)[0], normalised, atol=1e-5)
+
+
+def test_color_jitter_keeps_uint8_and_rejects_bad_settings():
+    image = np.full((4, 4, 3), 100, np.uint8)
+    out, _ = T.ColorJitter(brightness=0.5, seed=0)(image, np.zeros((4, 4), np.int64))
+    factor = np.random.default_rng(0).uniform(0.5, 1.5)
+    assert out.dtype == np.uint8 and (out == np.rint(100 / 255 * factor * 255)).all()
+    with pytest.raises(ValueError, match=r"ColorJitter: contrast must be in \[0, 1\], got 1.5"):
+        T.ColorJitter(contrast=1.5)
+    with pytest.raises(ValueError, match="give both mean and std"):
+        T.ColorJitter(0.1, mean=[0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match=r"ColorJitter: expected RGB images \(3 channels\), got shape \(1, 1, 4, 4\)"):
+        T.ColorJitter(0.1)(np.zeros((1, 4, 4)), np.zeros((4, 4), np.int64))

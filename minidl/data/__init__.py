@@ -14,7 +14,8 @@ its last row colours a whole mask with one lookup, ``table[mask]``.
 Files, one concept each:
   dataset.py      Dataset, TensorDataset, Subset, SegmentationDataset (decode once, cache)
   dataloader.py   DataLoader (seeded shuffling, background prefetch), default_collate
-  transforms.py   Compose, RandomCrop, RandomHorizontalFlip, Resize, Normalize, ToTensor
+  transforms.py   Compose, RandomCrop, RandomScaleCrop, RandomHorizontalFlip, ColorJitter, Resize,
+                  Normalize, ToTensor
   palette.py      MSRC-v2 and CamVid class names and colours, decode_mask / encode_colours
   synthetic/      SyntheticScenes: the embedded default dataset, painted procedurally
   msrc.py         MSRC-v2 in its own folder layout

@@ -9,11 +9,11 @@ Accepted inputs (NumPy arrays or minidl Tensors on the CPU):
 The mask's (H, W) tells the image's layout apart, and every transform returns the layout
 and dtype it was given (Normalize returns float32, ToTensor CHW tensors).
 
-Batches: RandomCrop and RandomHorizontalFlip also take a whole batch -- images (N, 3, H, W)
-or (N, H, W, 3) with masks (N, H, W) -- and give every item its own window and coin, drawn
-for the batch at once (as Kornia's batch augmentations do). That is how
-examples/train_segnet.py augments the in-memory arrays its DataLoader batches. One item is a
-batch of one: the same result from the same random draws.
+Batches: RandomCrop, RandomScaleCrop, RandomHorizontalFlip and ColorJitter also take a whole
+batch -- images (N, 3, H, W) or (N, H, W, 3) with masks (N, H, W) -- and give every item its own
+window, zoom, coin or colour factors, drawn for the batch at once (as Kornia's batch
+augmentations do). That is how examples/train_segnet.py augments the in-memory arrays its
+DataLoader batches. One item is a batch of one: the same result from the same random draws.
 
 Randomness: each random transform owns a NumPy ``Generator``, made from ``seed`` (an int,
 None for fresh OS entropy, or a Generator to share one between transforms). The same seed
@@ -21,8 +21,8 @@ and the same sequence of calls give the same crops and flips.
 
 Typical pipeline for training::
 
-    Compose([Resize((120, 160)), RandomCrop(96, pad_if_needed=True), RandomHorizontalFlip(),
-             Normalize(mean, std)])
+    Compose([Resize((120, 160)), RandomScaleCrop(96, scale=(0.75, 1.25)), RandomHorizontalFlip(),
+             ColorJitter(0.2, 0.2, 0.2), Normalize(mean, std)])
 """
 from __future__ import annotations
 
@@ -175,6 +175,102 @@ def _pad_to(images, masks, layout, min_h, min_w, fill):
     images = np.pad(images, image_pad, constant_values=np.asarray(fill).astype(images.dtype))
     masks = np.pad(masks, [(0, 0), rows, cols], constant_values=VOID)
     return images, masks
+
+
+class RandomScaleCrop:
+    """Zoom each item by a random factor, then take a random (h, w) window: scale augmentation.
+
+    Each item of a batch draws its own factor, uniform in ``scale`` = (low, high), and is resized
+    by it (image bilinear, mask nearest, as ``Resize``); a ``RandomCrop(size, pad_if_needed=True)``
+    then cuts the window, so a zoomed-out item smaller than the window is padded (image with
+    ``fill``, mask with void) and every item of the batch comes out (h, w). Objects appear at
+    sizes the fixed-size images never show them at, which is what a net with few training
+    images needs to recognise a cow near and far.
+
+    size: int or (h, w).
+    scale: (low, high), 0 < low <= high; (1, 1) is RandomCrop itself.
+    """
+
+    def __init__(self, size, scale=(0.75, 1.25), fill=0.0, seed=None):
+        low, high = (float(x) for x in scale)
+        if not 0 < low <= high:
+            raise ValueError(f"RandomScaleCrop: scale must be (low, high) with 0 < low <= high, got {scale!r}")
+        self.scale = (low, high)
+        self.rng = np.random.default_rng(seed)
+        self.crop = RandomCrop(size, pad_if_needed=True, fill=fill, seed=self.rng)
+
+    def __call__(self, image, mask):
+        images, masks, layout, single = _as_batch("RandomScaleCrop", image, mask)
+        factors = self.rng.uniform(*self.scale, len(masks))  # one zoom per item, then one window per item
+        height, width = masks.shape[1:]
+        zoomed = []
+        for item_image, item_mask, factor in zip(images, masks, factors):
+            out_hw = max(1, round(height * factor)), max(1, round(width * factor))
+            zoomed.append(self.crop(resize_image(item_image, out_hw, layout), resize_nearest(item_mask, out_hw)))
+        return _unbatch(np.stack([i for i, _ in zoomed]), np.stack([m for _, m in zoomed]), single)
+
+    def __repr__(self):
+        return f"RandomScaleCrop(size={self.crop.size}, scale={self.scale})"
+
+
+class ColorJitter:
+    """Random brightness, contrast and saturation, each item of a batch its own; the mask is untouched.
+
+    Each strength x draws a factor uniform in [1 - x, 1 + x] (0 leaves that property alone), applied
+    in this order to values in [0, 1], clipped back into [0, 1] after each step (torchvision's formulas):
+
+        brightness  b * image
+        contrast    c * image + (1 - c) * mean(gray(image))        gray = 0.299 R + 0.587 G + 0.114 B
+        saturation  s * image + (1 - s) * gray(image)              (per pixel)
+
+    Images: float in [0, 1] or uint8 (kept uint8), 3 channels. ``mean`` and ``std`` (per channel):
+    the images are normalised ``(x - mean) / std`` (as examples/train_segnet.py keeps them); they are
+    brought back to [0, 1] for the jitter and normalised again after it.
+    """
+
+    GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+    def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0, mean=None, std=None, seed=None):
+        self.strengths = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
+        for name, strength in self.strengths.items():
+            if not 0 <= strength <= 1:
+                raise ValueError(f"ColorJitter: {name} must be in [0, 1], got {strength!r}")
+        if (mean is None) != (std is None):
+            raise ValueError("ColorJitter: give both mean and std (the images' normalisation), or neither")
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float32).reshape(-1)
+        self.std = None if std is None else np.asarray(std, dtype=np.float32).reshape(-1)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, image, mask):
+        images, masks, layout, single = _as_batch("ColorJitter", image, mask)
+        channels = images.shape[1] if layout == "chw" else images.shape[-1]
+        if channels != 3:
+            raise ValueError(f"ColorJitter: expected RGB images (3 channels), got shape {images.shape}")
+        hwc = np.moveaxis(images, 1, -1) if layout == "chw" else images  # a view: channels last
+        unit = _to_unit_float(hwc) if self.mean is None else hwc * self.std + self.mean
+        factors = {name: self.rng.uniform(1 - x, 1 + x, len(masks)).astype(np.float32)[:, None, None, None]
+                   for name, x in self.strengths.items()}  # (N, 1, 1, 1): one factor per item
+        unit = np.clip(unit * factors["brightness"], 0, 1)
+        gray_mean = (unit @ self.GRAY_WEIGHTS).mean(axis=(1, 2))[:, None, None, None]
+        unit = np.clip(_blend(unit, gray_mean, factors["contrast"]), 0, 1)
+        unit = np.clip(_blend(unit, (unit @ self.GRAY_WEIGHTS)[..., None], factors["saturation"]), 0, 1)
+        if self.mean is not None:
+            out = ((unit - self.mean) / self.std).astype(images.dtype, copy=False)
+        elif images.dtype == np.uint8:
+            out = np.rint(unit * 255).astype(np.uint8)
+        else:
+            out = unit.astype(images.dtype, copy=False)
+        out = np.ascontiguousarray(np.moveaxis(out, -1, 1)) if layout == "chw" else out
+        return _unbatch(out, masks, single)
+
+    def __repr__(self):
+        strengths = ", ".join(f"{name}={x}" for name, x in self.strengths.items())
+        return f"ColorJitter({strengths}{'' if self.mean is None else ', normalised'})"
+
+
+def _blend(image, other, factor):
+    """factor * image + (1 - factor) * other: factor 1 keeps the image, 0 gives the other."""
+    return factor * image + (1 - factor) * other
 
 
 class Resize:
