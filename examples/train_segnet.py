@@ -529,7 +529,8 @@ def config_of(args, run, train_set):
             "pretrained_lr_factor": args.pretrained_lr_factor, "class_weights": args.class_weights,
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
             "weight_decay": args.weight_decay, "crop": args.crop, "flip": not args.no_flip,
-            "random_scale": args.random_scale, "color_jitter": args.color_jitter, "eval_flip": args.eval_flip, "seed": args.seed,
+            "random_scale": args.random_scale, "color_jitter": args.color_jitter, "eval_flip": args.eval_flip,
+            "seed": args.seed,
             "max_steps": args.max_steps, "train_images": args.train_images if synthetic else None,
             "val_images": args.val_images if synthetic else None}
 
